@@ -1,0 +1,88 @@
+"""The ``registry`` command: serve (and the maintenance commands beside it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from registry.config import Config, load_config
+
+# CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
+# exactly the configuration the parent validated.
+_FLAG_ENV = {
+    "host": "REGISTRY_HTTP_HOST",
+    "port": "REGISTRY_HTTP_PORT",
+    "workers": "REGISTRY_HTTP_WORKERS",
+    "data_dir": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+    "tls_cert": "REGISTRY_HTTP_TLS_CERT",
+    "tls_key": "REGISTRY_HTTP_TLS_KEY",
+}
+
+
+def _load(config_file: str | None) -> Config:
+    try:
+        return load_config(config_file)
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"registry: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if args.config:
+        os.environ["REGISTRY_CONFIG_FILE"] = os.path.abspath(args.config)
+    for flag, env in _FLAG_ENV.items():
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[env] = os.path.abspath(value) if flag == "data_dir" else str(value)
+    config = _load(os.environ.get("REGISTRY_CONFIG_FILE"))
+    if config.storage.driver == "filesystem":
+        root = os.path.abspath(config.storage.filesystem.rootdirectory)
+        os.makedirs(root, exist_ok=True)
+        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
+    http = config.http
+    uvicorn.run(
+        "registry.app:app_from_environment",
+        factory=True,
+        host=http.host,
+        port=http.port,
+        workers=http.workers,
+        ssl_certfile=http.tls_cert,
+        ssl_keyfile=http.tls_key,
+        proxy_headers=True,
+        forwarded_allow_ips=http.forwarded_allow_ips,
+        timeout_graceful_shutdown=int(http.graceful_timeout),
+        access_log=False,
+        log_level=config.log.level,
+        server_header=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="registry", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the registry HTTP server")
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port to listen on (default 5000)")
+    p.add_argument("--data-dir", help="filesystem storage folder (default ./data)")
+    p.add_argument("--config", help="YAML configuration file")
+    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    p.set_defaults(func=serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

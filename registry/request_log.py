@@ -1,0 +1,138 @@
+"""One log line per request, a request id on every response, and the API version header.
+
+A pure ASGI middleware (not Starlette's BaseHTTPMiddleware, which would get between
+streamed bodies and the socket). Logged: method, path, status, bytes in and out,
+duration, request id, client address. Never headers: they carry credentials. Query
+strings are left out too (upload ``_state``-like tokens or presigned URLs could
+appear there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("registry.access")
+REQUEST_ID_HEADER = b"x-request-id"
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        status = 0
+        bytes_in = 0
+        bytes_out = 0
+
+        async def counting_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def tagging_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id))
+                headers.append(API_VERSION)
+                message["headers"] = headers
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tagging_send)
+        finally:
+            if self.enabled:
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "request": {
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "bytes_in": bytes_in,
+                            "bytes_out": bytes_out,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                            "request_id": request_id.decode(),
+                            "client": (scope.get("client") or ("-",))[0],
+                        }
+                    },
+                )
+
+
+def _request_id(scope: Scope) -> bytes:
+    for key, value in scope.get("headers", []):
+        if key == REQUEST_ID_HEADER and _SAFE_ID.match(value):
+            return bytes(value)
+    return uuid.uuid4().hex.encode()
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        request = getattr(record, "request", None)
+        if request:
+            entry.update(request)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        request = getattr(record, "request", None)
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        if request:
+            r = request
+            line = (
+                f'{stamp} {r["client"]} "{r["method"]} {r["path"]}" {r["status"]} '
+                f'in={r["bytes_in"]} out={r["bytes_out"]} {r["duration_ms"]}ms id={r["request_id"]}'
+            )
+        else:
+            line = f"{stamp} {record.levelname.lower()} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger("registry")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

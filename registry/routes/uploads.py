@@ -1,0 +1,115 @@
+"""``/v2/<name>/blobs/uploads/``: monolithic, chunked and mounted blob pushes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry import errors
+from registry.errors import RegistryError
+from registry.reference import Digest, check_name, parse_content_range, parse_digest
+from registry.routes.params import config_of, repository, store_of
+from registry.store.uploads import progress_headers
+
+router = APIRouter()
+
+
+def _blob_created(name: str, digest: Digest) -> Response:
+    return Response(
+        status_code=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": "0",
+        },
+    )
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() != "0"
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _digest_param(request: Request) -> Digest:
+    raw = request.query_params.get("digest")
+    if not raw:
+        raise RegistryError(errors.DIGEST_INVALID, "the digest query parameter is required")
+    return parse_digest(raw)
+
+
+@router.post("/v2/{name:path}/blobs/uploads/")
+@router.post("/v2/{name:path}/blobs/uploads", include_in_schema=False)
+async def start_upload(request: Request, name: str) -> Response:
+    name = repository(name)
+    store = store_of(request)
+    params = request.query_params
+    mount, source = params.get("mount"), params.get("from")
+    if mount and source:
+        digest = parse_digest(mount)
+        if await store.blobs.mount(name, digest, check_name(source)) is not None:
+            return _blob_created(name, digest)
+        # Not mountable: fall through to an ordinary upload session (202), as the spec says.
+    if params.get("digest") is not None:
+        digest = _digest_param(request)
+        state = await store.uploads.create(name)
+        try:
+            await store.uploads.append(name, state, request.stream())
+            await store.uploads.commit(name, state, digest)
+        except BaseException:
+            await store.uploads.cancel(name, state.upload_id)
+            raise
+        return _blob_created(name, digest)
+    state = await store.uploads.create(name)
+    headers = progress_headers(name, state.upload_id, 0)
+    headers["OCI-Chunk-Min-Length"] = str(config_of(request).uploads.chunk_min_length)
+    headers["Content-Length"] = "0"
+    return Response(status_code=202, headers=headers)
+
+
+@router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
+    name = repository(name)
+    store = store_of(request)
+    state = await store.uploads.get(name, upload_id)
+    content_range = request.headers.get("content-range")
+    start = parse_content_range(content_range).start if content_range else None
+    size = await store.uploads.append(name, state, request.stream(), start)
+    headers = progress_headers(name, upload_id, size)
+    headers["Content-Length"] = "0"
+    return Response(status_code=202, headers=headers)
+
+
+@router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
+    name = repository(name)
+    digest = _digest_param(request)
+    store = store_of(request)
+    state = await store.uploads.get(name, upload_id)
+    if _has_body(request):
+        content_range = request.headers.get("content-range")
+        start = parse_content_range(content_range).start if content_range else None
+        await store.uploads.append(name, state, request.stream(), start)
+    await store.uploads.commit(name, state, digest)
+    return _blob_created(name, digest)
+
+
+@router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def upload_status(request: Request, name: str, upload_id: str) -> Response:
+    name = repository(name)
+    store = store_of(request)
+    state = await store.uploads.get(name, upload_id)
+    headers = progress_headers(name, upload_id, await store.uploads.size(name, state))
+    headers["Content-Length"] = "0"
+    return Response(status_code=204, headers=headers)
+
+
+@router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
+    name = repository(name)
+    store = store_of(request)
+    await store.uploads.get(name, upload_id)
+    await store.uploads.cancel(name, upload_id)
+    return Response(status_code=204)

@@ -1,0 +1,249 @@
+"""Upload sessions, kept in storage so any worker process or replica can continue them.
+
+A session is ``_uploads/<id>/data`` (the bytes so far, an appendable driver file) and
+``_uploads/<id>/state`` (JSON: when it started, and the SHA-256 of the bytes so far
+with the offset it is valid for).
+
+The running digest: hashlib cannot serialise a hash's internal state, so
+
+* while a session's chunks keep arriving at one process, that process keeps the live
+  hasher in a small LRU cache and continues it;
+* after every request the hex digest of the bytes so far is written to the state, so
+  the common ``PATCH`` (whole body) then ``PUT ?digest=`` (empty) finishes on any
+  worker without reading the data again;
+* when a chunk lands on a process without the live hasher, it is appended unhashed and
+  the state forgets the digest; the final ``PUT`` then re-hashes the stored data once.
+  Data is hashed at most twice, and only in that case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from registry import errors
+from registry.errors import RegistryError
+from registry.reference import Digest
+from registry.store import layout
+from registry.store.blobs import BlobInfo, BlobStore
+from storage_backends import Driver, FileWriter, PathNotFoundError
+
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+BLOCK = 4 * 1024 * 1024  # bytes gathered before one write+hash step
+_CACHE_SIZE = 256
+
+
+@dataclass
+class UploadState:
+    upload_id: str
+    started_at: float
+    offset: int = 0
+    sha256: str | None = None  # hex digest of data[:offset], when known
+
+    def dump(self) -> bytes:
+        return json.dumps(
+            {"started_at": self.started_at, "offset": self.offset, "sha256": self.sha256}
+        ).encode()
+
+
+class _Hashers:
+    """Live hashers of the sessions this process served last, keyed by id and offset."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    def take(self, upload_id: str, offset: int) -> Any | None:
+        item = self._items.pop(upload_id, None)
+        if item is not None and item[0] == offset:
+            return item[1]
+        return None
+
+    def keep(self, upload_id: str, offset: int, hasher: Any) -> None:
+        self._items[upload_id] = (offset, hasher)
+        self._items.move_to_end(upload_id)
+        while len(self._items) > _CACHE_SIZE:
+            self._items.popitem(last=False)
+
+    def drop(self, upload_id: str) -> None:
+        self._items.pop(upload_id, None)
+
+
+async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any | None) -> int:
+    """Copy ``stream`` to ``writer`` in BLOCK-sized steps, hashing as the bytes pass.
+
+    The write and the hash of one block run in threads (both release the GIL) while the
+    event loop receives the next block, so memory stays at about two blocks."""
+    received = 0
+    parts: list[bytes] = []
+    gathered = 0
+    pending: asyncio.Future[Any] | None = None
+
+    async def step(block: bytes) -> None:
+        if hasher is None:
+            await writer.write(block)
+        else:
+            await asyncio.gather(writer.write(block), asyncio.to_thread(hasher.update, block))
+
+    try:
+        async for chunk in stream:
+            if not chunk:
+                continue
+            parts.append(chunk)
+            gathered += len(chunk)
+            received += len(chunk)
+            if gathered >= BLOCK:
+                block = b"".join(parts)
+                parts.clear()
+                gathered = 0
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(step(block))
+    finally:
+        # Whatever arrived is kept, also when the client went away mid-request: the
+        # session's Range then tells the client where to resume.
+        if pending is not None:
+            await pending
+        if parts:
+            await step(b"".join(parts))
+    return received
+
+
+class UploadStore:
+    def __init__(self, driver: Driver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+        self._hashers = _Hashers()
+
+    async def create(self, name: str) -> UploadState:
+        state = UploadState(uuid.uuid4().hex, time.time())
+        await self.driver.put(layout.upload_state(name, state.upload_id), state.dump())
+        return state
+
+    async def get(self, name: str, upload_id: str) -> UploadState:
+        if not UPLOAD_ID_RE.match(upload_id):
+            raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id[:100]})
+        try:
+            raw = json.loads(await self.driver.get(layout.upload_state(name, upload_id)))
+        except PathNotFoundError:
+            raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}) from None
+        return UploadState(upload_id, float(raw["started_at"]), int(raw["offset"]), raw.get("sha256"))
+
+    async def size(self, name: str, state: UploadState) -> int:
+        try:
+            return (await self.driver.stat(layout.upload_data(name, state.upload_id))).size
+        except PathNotFoundError:
+            return 0
+
+    async def append(
+        self,
+        name: str,
+        state: UploadState,
+        stream: AsyncIterator[bytes],
+        start: int | None = None,
+    ) -> int:
+        """Append a chunk; ``start`` (from Content-Range) must be the current size."""
+        writer = await self.driver.writer(layout.upload_data(name, state.upload_id), append=True)
+        try:
+            size = writer.size
+            if start is not None and start != size:
+                raise RegistryError(
+                    errors.BLOB_UPLOAD_INVALID,
+                    f"chunk starts at {start}, but the upload holds {size} bytes",
+                    status=416,
+                    headers=progress_headers(name, state.upload_id, size),
+                )
+            hasher = self._hashers.take(state.upload_id, size)
+            if hasher is None and size == 0:
+                hasher = hashlib.sha256()
+            try:
+                await _ingest(stream, writer, hasher)
+            finally:
+                await writer.close()
+                state.offset = writer.size
+                if hasher is not None:
+                    self._hashers.keep(state.upload_id, state.offset, hasher)
+                    state.sha256 = hasher.copy().hexdigest()
+                else:
+                    state.sha256 = None
+                await self.driver.put(layout.upload_state(name, state.upload_id), state.dump())
+        except BaseException:
+            await writer.close()
+            raise
+        return state.offset
+
+    async def commit(self, name: str, state: UploadState, digest: Digest) -> BlobInfo:
+        """Verify the whole upload against ``digest`` and make it visible in ``name``."""
+        data = layout.upload_data(name, state.upload_id)
+        size = await self.size(name, state)
+        if size == 0:
+            # POST-then-PUT of an empty blob never opened the data file.
+            writer = await self.driver.writer(data)
+            await writer.commit()
+        hexdigest: str | None = None
+        if digest.algorithm == "sha256":
+            hasher = self._hashers.take(state.upload_id, size)
+            if hasher is not None:
+                hexdigest = hasher.hexdigest()
+            elif state.offset == size and state.sha256 is not None:
+                hexdigest = state.sha256
+            elif size == 0:
+                hexdigest = hashlib.sha256().hexdigest()
+        if hexdigest is None:
+            hexdigest = await self.blobs.compute_digest(data, digest.algorithm)
+        if hexdigest != digest.hex:
+            await self.cancel(name, state.upload_id)
+            raise RegistryError(
+                errors.DIGEST_INVALID,
+                f"upload has digest {digest.algorithm}:{hexdigest}, not {digest}",
+                detail={"digest": str(digest)},
+            )
+        if await self.blobs.exists(digest):
+            await self.driver.delete(data)
+        else:
+            await self.driver.move(data, layout.blob_data(digest))
+        await self.blobs.link(name, digest)
+        await self.driver.delete(layout.upload_dir(name, state.upload_id))
+        self._hashers.drop(state.upload_id)
+        return BlobInfo(digest, size)
+
+    async def cancel(self, name: str, upload_id: str) -> None:
+        self._hashers.drop(upload_id)
+        await self.driver.delete(layout.upload_dir(name, upload_id))
+
+    async def list_ids(self, name: str) -> list[str]:
+        return [i for i in await self.driver.list(layout.uploads(name)) if UPLOAD_ID_RE.match(i)]
+
+    async def purge_expired(self, name: str, older_than: float) -> int:
+        """Remove the sessions of ``name`` not touched since ``older_than``; returns how many."""
+        purged = 0
+        for upload_id in await self.list_ids(name):
+            try:
+                info = await self.driver.stat(layout.upload_state(name, upload_id))
+                modified = info.modified
+            except PathNotFoundError:
+                modified = 0.0
+            if modified < older_than:
+                await self.cancel(name, upload_id)
+                purged += 1
+        return purged
+
+
+def upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def progress_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    """Location, Range (inclusive end of what is stored) and the session id."""
+    return {
+        "Location": upload_location(name, upload_id),
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": upload_id,
+    }

@@ -1,0 +1,143 @@
+"""The storage driver interface: bytes at paths, nothing about registries.
+
+Paths are '/'-separated keys relative to the driver's root, such as
+``blobs/sha256/ab/abcd.../data``. The registry validates every name, tag and digest
+before it builds a path, and each driver also refuses paths with empty, ``.`` or
+``..`` components (``check_path``) so that a bug above can never escape the root.
+
+A driver is small and dumb: atomicity of a single ``put``/``move`` is its job;
+everything about layout and meaning lives in ``registry/store``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+_COMPONENT = re.compile(r"^[A-Za-z0-9_.:!+=-]+$")
+
+
+class StorageError(Exception):
+    """A driver failure that is not the caller's fault (I/O error, backend down)."""
+
+
+class PathNotFoundError(StorageError):
+    """Nothing is stored at the path."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class InvalidPathError(StorageError):
+    """The path has an empty, '.' or '..' component or a character drivers refuse."""
+
+
+class InvalidOffsetError(StorageError):
+    """An append did not start where the stored data ends."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: float  # seconds since the epoch
+    is_dir: bool = False
+
+
+def check_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative key, else raise InvalidPathError."""
+    if not path or path.startswith("/") or path.endswith("/"):
+        raise InvalidPathError(f"invalid path: {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", "..") or not _COMPONENT.match(part):
+            raise InvalidPathError(f"invalid path: {path!r}")
+    return path
+
+
+def check_prefix(prefix: str) -> str:
+    """Like check_path, for a directory prefix; the empty prefix is the root."""
+    return check_path(prefix) if prefix else prefix
+
+
+@runtime_checkable
+class FileWriter(Protocol):
+    """An appendable writer. Data is durable only after ``commit``; ``close`` keeps
+    what was written so that a later ``writer(path, append=True)`` continues it."""
+
+    @property
+    def size(self) -> int:
+        """Bytes stored so far, including what earlier writers appended."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self) -> None:
+        """Flush and make durable; the writer is closed afterwards."""
+        ...
+
+    async def close(self) -> None:
+        """Stop writing and keep the data for a later append."""
+        ...
+
+    async def cancel(self) -> None:
+        """Discard everything written at this path."""
+        ...
+
+
+@runtime_checkable
+class Driver(Protocol):
+    name: str
+
+    async def get(self, path: str) -> bytes:
+        """Return a small file whole (links, session state, manifests)."""
+        ...
+
+    async def put(self, path: str, data: bytes) -> None:
+        """Atomically replace the file at ``path`` with ``data``."""
+        ...
+
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (to the end when None) from ``offset``.
+
+        Raises PathNotFoundError on the first iteration when nothing is stored."""
+        ...
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        """Open a writer; ``append`` continues what is stored at ``path``."""
+        ...
+
+    async def stat(self, path: str) -> FileInfo:
+        """Size and modification time of a file, or is_dir for a prefix holding files."""
+        ...
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        recursive: bool = False,
+    ) -> list[str]:
+        """Names below ``prefix``, relative to it, in byte order.
+
+        Not recursive: the immediate children (files and directories). Recursive:
+        every file, as a relative path. ``start_after`` is exclusive. A missing
+        prefix lists as empty."""
+        ...
+
+    async def move(self, src: str, dst: str) -> None:
+        """Move a file, replacing ``dst`` atomically."""
+        ...
+
+    async def delete(self, path: str) -> None:
+        """Delete a file or everything below a prefix; missing paths are fine."""
+        ...
+
+    async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
+        """A URL that serves the file directly (redirects), or None."""
+        ...
+
+    async def close(self) -> None: ...
