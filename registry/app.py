@@ -69,7 +69,8 @@ def create_app(config: Config) -> FastAPI:
     async def storage_error(request: Request, exc: StorageError) -> Response:
         log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(
-            RegistryError(errors.UNAVAILABLE, "storage backend error"), head=request.method == "HEAD"
+            RegistryError(errors.UNAVAILABLE, "storage backend error"),
+            head=request.method == "HEAD",
         )
 
     @app.exception_handler(Exception)

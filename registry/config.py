@@ -119,7 +119,9 @@ class Config(Section):
     manifest_max_size: int = 4 * 1024 * 1024
 
 
-def _set_from_env(model: type[BaseModel], data: dict[str, Any], tokens: list[str], value: str) -> bool:
+def _set_from_env(
+    model: type[BaseModel], data: dict[str, Any], tokens: list[str], value: str
+) -> bool:
     fields = model.model_fields
     for i in range(len(tokens), 0, -1):
         key = "_".join(tokens[:i])

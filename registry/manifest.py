@@ -101,7 +101,11 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     field_type = doc.get("mediaType")
     if field_type is not None and not isinstance(field_type, str):
         raise _invalid("mediaType must be a string")
-    if header_type in DOCKER_SCHEMA1 or field_type in DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
+    if (
+        header_type in DOCKER_SCHEMA1
+        or field_type in DOCKER_SCHEMA1
+        or doc.get("schemaVersion") == 1
+    ):
         raise _invalid("Docker schema1 manifests are not supported")
     if field_type and header_type and header_type in MANIFEST_TYPES and field_type != header_type:
         raise _invalid(f"mediaType {field_type!r} does not match Content-Type {header_type!r}")

@@ -120,7 +120,7 @@ class TextFormatter(logging.Formatter):
             r = request
             line = (
                 f'{stamp} {r["client"]} "{r["method"]} {r["path"]}" {r["status"]} '
-                f'in={r["bytes_in"]} out={r["bytes_out"]} {r["duration_ms"]}ms id={r["request_id"]}'
+                f"in={r['bytes_in']} out={r['bytes_out']} {r['duration_ms']}ms id={r['request_id']}"
             )
         else:
             line = f"{stamp} {record.levelname.lower()} {record.name}: {record.getMessage()}"

@@ -2,8 +2,9 @@
 
 Paths are '/'-separated keys relative to the driver's root, such as
 ``blobs/sha256/ab/abcd.../data``. The registry validates every name, tag and digest
-before it builds a path, and each driver also refuses paths with empty, ``.`` or
-``..`` components (``check_path``) so that a bug above can never escape the root.
+before it builds a path, and each driver also refuses paths with empty components or
+components starting with ``.`` (``check_path``) so that a bug above can never escape the
+root or reach a driver's own files.
 
 A driver is small and dumb: atomicity of a single ``put``/``move`` is its job;
 everything about layout and meaning lives in ``registry/store``.
@@ -16,7 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-_COMPONENT = re.compile(r"^[A-Za-z0-9_.:!+=-]+$")
+# No component starts with '.': drivers keep their own files under such names (the
+# filesystem driver's ``.tmp``), and '.'/'..' are refused with them.
+_COMPONENT = re.compile(r"^[A-Za-z0-9_:!+=-][A-Za-z0-9_.:!+=-]*$")
 
 
 class StorageError(Exception):
@@ -32,7 +35,8 @@ class PathNotFoundError(StorageError):
 
 
 class InvalidPathError(StorageError):
-    """The path has an empty, '.' or '..' component or a character drivers refuse."""
+    """The path has an empty component, one starting with '.', or a character drivers
+    refuse."""
 
 
 class InvalidOffsetError(StorageError):

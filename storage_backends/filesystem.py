@@ -94,7 +94,7 @@ class FilesystemDriver:
             fh = await aiofiles.open(full, "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFoundError(path) from None
-        async with fh:
+        try:
             if offset:
                 await fh.seek(offset)
             remaining = length
@@ -106,6 +106,8 @@ class FilesystemDriver:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+        finally:
+            await fh.close()
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
         full = self._full(path)
@@ -147,7 +149,7 @@ class FilesystemDriver:
         d.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(s, d)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if not s.exists():
                 raise PathNotFoundError(src) from None
             raise
@@ -156,7 +158,7 @@ class FilesystemDriver:
         full = self._full(path)
         try:
             full.unlink()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except IsADirectoryError:
             # Renaming first makes the removal atomic for readers.
@@ -168,6 +170,7 @@ class FilesystemDriver:
             await asyncio.to_thread(shutil.rmtree, doomed, True)
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
+        check_path(path)
         return None
 
     async def close(self) -> None:

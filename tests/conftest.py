@@ -18,6 +18,9 @@ pytest_plugins = ["tests.rgw"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["filesystem", pytest.param("s3", marks=pytest.mark.s3)]
+# The API suite also runs against 4 worker processes: upload sessions and everything
+# else must live in storage, not in one process's memory.
+API_TARGETS = [*BACKENDS, "filesystem-4workers"]
 
 
 def require_tool(tool: str) -> str:
@@ -59,10 +62,15 @@ def start_server(
     return server
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RegistryServer:
-    """One server per test module and backend; tests use their own repository names."""
-    return start_server(request, tmp_path_factory.mktemp("registry"), request.param)
+@pytest.fixture(scope="module", params=API_TARGETS)
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> RegistryServer:
+    """One server per test module and target; tests use their own repository names."""
+    backend, _, workers = request.param.partition("-")
+    return start_server(
+        request, tmp_path_factory.mktemp("registry"), backend, workers=4 if workers else 1
+    )
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ as OCI layouts for skopeo."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -61,7 +62,7 @@ def image(
         "nonce": os.urandom(8).hex(),
     }
     config = json.dumps(config_doc).encode()
-    layer_blobs = [os.urandom(layer_size) for _ in range(layers)]
+    layer_blobs = [gzip.compress(os.urandom(layer_size), 1) for _ in range(layers)]
     doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
@@ -69,7 +70,11 @@ def image(
         "layers": [descriptor(DOCKER_LAYER if docker else OCI_LAYER, b) for b in layer_blobs],
     }
     if subject is not None:
-        doc["subject"] = {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.manifest)}
+        doc["subject"] = {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": len(subject.manifest),
+        }
     if artifact_type is not None:
         doc["artifactType"] = artifact_type
     if annotations:
@@ -93,8 +98,12 @@ def index(children: list[Image], docker: bool = False) -> Image:
 
 def push_blob(client: httpx.Client, name: str, data: bytes) -> str:
     digest = sha256(data)
-    r = client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data,
-                    headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        f"/v2/{name}/blobs/uploads/",
+        params={"digest": digest},
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 201, r.text
     return digest
 
@@ -106,8 +115,11 @@ def push_image(client: httpx.Client, name: str, img: Image, tag: str | None = No
     for data in img.blobs.values():
         push_blob(client, name, data)
     ref = tag or img.digest
-    r = client.put(f"/v2/{name}/manifests/{ref}", content=img.manifest,
-                   headers={"Content-Type": img.media_type})
+    r = client.put(
+        f"/v2/{name}/manifests/{ref}",
+        content=img.manifest,
+        headers={"Content-Type": img.media_type},
+    )
     assert r.status_code == 201, r.text
     return img.digest
 
@@ -129,5 +141,20 @@ def write_oci_layout(path: Path, img: Image, tag: str = "latest") -> None:
 
     walk(img)
     (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    top = descriptor(img.media_type, img.manifest, annotations={"org.opencontainers.image.ref.name": tag})
-    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]}))
+    top = descriptor(
+        img.media_type, img.manifest, annotations={"org.opencontainers.image.ref.name": tag}
+    )
+    (path / "index.json").write_text(
+        json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]})
+    )
+
+
+def write_dir_layout(path: Path, img: Image) -> None:
+    """skopeo's ``dir:`` transport: manifest.json and one file per blob (hex name).
+
+    Used for Docker schema2 images, which skopeo's ``oci:`` transport will not read."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "version").write_text("Directory Transport Version: 1.1\n")
+    (path / "manifest.json").write_bytes(img.manifest)
+    for digest, data in img.blobs.items():
+        (path / digest.split(":")[1]).write_bytes(data)

@@ -57,13 +57,25 @@ class RegistryServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         env.update(self.env)
         cmd = [
-            sys.executable, "-m", "registry", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--config", str(self.config_file),
-            "--workers", str(self.workers),
+            sys.executable,
+            "-m",
+            "registry",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--config",
+            str(self.config_file),
+            "--workers",
+            str(self.workers),
         ]
         log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -21,4 +21,6 @@ async def catalog(request: Request) -> Response:
     if len(names) > n:
         names = names[:n]
         headers["Link"] = next_link("/v2/_catalog", {"n": str(n), "last": names[-1]})
-    return Response(json.dumps({"repositories": names}).encode(), headers=headers, media_type="application/json")
+    return Response(
+        json.dumps({"repositories": names}).encode(), headers=headers, media_type="application/json"
+    )

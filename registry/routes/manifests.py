@@ -25,7 +25,9 @@ async def get_manifest(request: Request, name: str, reference: str) -> Response:
         "Content-Length": str(stored.size),
     }
     if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Length"})
+        return Response(
+            status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Length"}
+        )
     if request.method == "HEAD":
         return Response(headers=headers, media_type=stored.media_type)
     return Response(await manifests.content(stored), headers=headers, media_type=stored.media_type)

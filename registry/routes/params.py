@@ -43,7 +43,9 @@ def page_params(request: Request) -> tuple[int, str | None]:
         try:
             n = int(raw_n)
         except ValueError:
-            raise RegistryError(errors.PAGINATION_NUMBER_INVALID, f"invalid n: {raw_n[:50]!r}") from None
+            raise RegistryError(
+                errors.PAGINATION_NUMBER_INVALID, f"invalid n: {raw_n[:50]!r}"
+            ) from None
         if n < 0:
             raise RegistryError(errors.PAGINATION_NUMBER_INVALID, f"invalid n: {n}")
     return min(n, PAGE_MAX), request.query_params.get("last") or None

@@ -49,7 +49,9 @@ class BlobStore:
             return False
         return True
 
-    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         return self.driver.read(layout.blob_data(digest), offset, length)
 
     async def url_for(self, digest: Digest, expires_in: int) -> str | None:

@@ -46,7 +46,11 @@ class ManifestStore:
 
     async def resolve(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in ``name``; MANIFEST_UNKNOWN otherwise."""
-        digest = await self.tag_target(name, reference) if not is_digest_reference(reference) else parse_digest(reference)
+        digest = (
+            await self.tag_target(name, reference)
+            if not is_digest_reference(reference)
+            else parse_digest(reference)
+        )
         return await self.revision(name, digest)
 
     async def tag_target(self, name: str, tag: str) -> Digest:
@@ -55,7 +59,8 @@ class ManifestStore:
             raw = await self.driver.get(layout.tag(name, tag))
         except PathNotFoundError:
             raise RegistryError(
-                errors.MANIFEST_UNKNOWN, f"manifest tagged {tag!r} is not in {name!r}",
+                errors.MANIFEST_UNKNOWN,
+                f"manifest tagged {tag!r} is not in {name!r}",
                 detail={"tag": tag},
             ) from None
         return parse_digest(raw.decode())
@@ -65,7 +70,8 @@ class ManifestStore:
             raw = json.loads(await self.driver.get(layout.revision(name, digest)))
         except PathNotFoundError:
             raise RegistryError(
-                errors.MANIFEST_UNKNOWN, f"manifest {digest} is not in {name!r}",
+                errors.MANIFEST_UNKNOWN,
+                f"manifest {digest} is not in {name!r}",
                 detail={"digest": str(digest)},
             ) from None
         return StoredManifest(digest, raw["mediaType"], int(raw["size"]), raw.get("subject"))
@@ -81,7 +87,9 @@ class ManifestStore:
         try:
             return await self.blobs.get_small(stored.digest)
         except PathNotFoundError:
-            raise RegistryError(errors.MANIFEST_UNKNOWN, detail={"digest": str(stored.digest)}) from None
+            raise RegistryError(
+                errors.MANIFEST_UNKNOWN, detail={"digest": str(stored.digest)}
+            ) from None
 
     # ------------------------------------------------------------------ writing
 
@@ -112,14 +120,19 @@ class ManifestStore:
 
         await self.blobs.put_small(digest, body)
         stored = StoredManifest(
-            digest, manifest.media_type, len(body),
+            digest,
+            manifest.media_type,
+            len(body),
             str(manifest.subject.digest) if manifest.subject else None,
         )
         record = {"mediaType": stored.media_type, "size": stored.size, "subject": stored.subject}
         await self.driver.put(layout.revision(name, digest), json.dumps(record).encode())
         if manifest.subject is not None:
             await self.referrers.add(
-                name, manifest.subject.digest, digest, manifest.referrer_descriptor(digest, len(body))
+                name,
+                manifest.subject.digest,
+                digest,
+                manifest.referrer_descriptor(digest, len(body)),
             )
         for tag in tags:
             await self.driver.put(layout.tag(name, tag), str(digest).encode())

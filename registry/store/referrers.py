@@ -19,7 +19,9 @@ class ReferrersIndex:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
 
-    async def add(self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]) -> None:
+    async def add(
+        self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]
+    ) -> None:
         await self.driver.put(
             layout.referrer(name, subject, referrer), json.dumps(descriptor).encode()
         )

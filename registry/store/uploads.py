@@ -134,7 +134,9 @@ class UploadStore:
             raw = json.loads(await self.driver.get(layout.upload_state(name, upload_id)))
         except PathNotFoundError:
             raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}) from None
-        return UploadState(upload_id, float(raw["started_at"]), int(raw["offset"]), raw.get("sha256"))
+        return UploadState(
+            upload_id, float(raw["started_at"]), int(raw["offset"]), raw.get("sha256")
+        )
 
     async def size(self, name: str, state: UploadState) -> int:
         try:
