@@ -104,6 +104,9 @@ def push_blob(client: httpx.Client, name: str, data: bytes) -> str:
         content=data,
         headers={"Content-Type": "application/octet-stream"},
     )
+    if r.status_code == 202:  # registries without single-POST pushes (distribution 2.8)
+        url = httpx.URL(r.headers["Location"]).copy_merge_params({"digest": digest})
+        r = client.put(url, content=data, headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 201, r.text
     return digest
 

@@ -1,0 +1,229 @@
+"""Side-by-side benchmark: this registry against CNCF distribution (Debian's
+``docker-registry``, 2.8.2), both on the local filesystem, on 127.0.0.1.
+
+Measures
+* a 1 GiB blob pushed as docker does it (POST, one streamed PATCH, PUT ?digest=) and
+  pulled back, with the wall time and the server's peak RSS (VmHWM of every process);
+* small requests with ``wrk``: manifest GET by tag, blob HEAD, a tags/list page.
+
+Usage: python benchmarks/compare.py [--size-mib 1024] [--workers 2] [--duration 10]
+Needs: docker-registry and wrk (apt-get install docker-registry wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.images import image, push_blob, push_image  # noqa: E402
+from tests.server import free_port  # noqa: E402
+
+CHUNK = 1 << 20
+BLOCK = os.urandom(CHUNK)  # the blob repeats one random MiB: same bytes for both servers
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not start")
+
+
+def process_tree(pid: int) -> list[int]:
+    pids = [pid]
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                pids += process_tree(int(p.name))
+    return pids
+
+
+def peak_rss_mib(pid: int) -> dict[int, float]:
+    """VmHWM (peak resident set) of each process in the tree, in MiB."""
+    out = {}
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[p] = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return out
+
+
+class Server:
+    def __init__(self, kind: str, workdir: Path, workers: int) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = workdir / kind
+        data.mkdir()
+        env = dict(os.environ)
+        if kind == "distribution":
+            config = workdir / "distribution.yml"
+            config.write_text(
+                json.dumps(
+                    {
+                        "version": 0.1,
+                        "log": {"level": "error", "accesslog": {"disabled": True}},
+                        "storage": {
+                            "filesystem": {"rootdirectory": str(data)},
+                            "delete": {"enabled": True},
+                        },
+                        "http": {"addr": f"127.0.0.1:{self.port}"},
+                    }
+                )
+            )
+            cmd = ["docker-registry", "serve", str(config)]
+        else:
+            cmd = [
+                sys.executable, "-m", "registry", "serve", "--host", "127.0.0.1",
+                "--port", str(self.port), "--data-dir", str(data), "--workers", str(workers),
+            ]
+            env["REGISTRY_LOG_ACCESS_LOG"] = "false"
+            env["REGISTRY_LOG_LEVEL"] = "warning"
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_ready(self.url)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def body(size: int) -> Iterator[bytes]:
+    block = BLOCK
+    sent = 0
+    while sent < size:
+        n = min(CHUNK, size - sent)
+        yield block[:n]
+        sent += n
+
+
+def blob_digest(size: int) -> str:
+    h = hashlib.sha256()
+    for b in body(size):
+        h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+def push_pull(server: Server, size: int, digest: str) -> tuple[float, float]:
+    with httpx.Client(base_url=server.url, timeout=600) as c:
+        t0 = time.perf_counter()
+        r = c.post("/v2/bench/big/blobs/uploads/")
+        loc = r.headers["Location"]
+        r = c.patch(loc, content=body(size), headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 202, r.text
+        url = httpx.URL(r.headers["Location"]).copy_merge_params({"digest": digest})
+        r = c.put(url)
+        assert r.status_code == 201, r.text
+        push = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        got = 0
+        with c.stream("GET", f"/v2/bench/big/blobs/{digest}") as r:
+            for chunk in r.iter_raw(CHUNK):
+                got += len(chunk)
+        pull = time.perf_counter() - t0
+        assert got == size
+    return push, pull
+
+
+def wrk(url: str, duration: int, method: str = "GET") -> float:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        f'wrk.method = "{method}"\n'
+        'wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json, '
+        'application/vnd.oci.image.index.v1+json, '
+        'application/vnd.docker.distribution.manifest.v2+json"\n'
+    )
+    cmd = ["wrk", "-t2", "-c32", f"-d{duration}s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    script.unlink()
+    if "Non-2xx" in out:
+        raise RuntimeError(f"errors from {url}: {out}")
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(out)
+
+
+def small_requests(server: Server, duration: int) -> dict[str, float]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        img = image(layers=2)
+        push_image(c, "bench/small", img, tag="latest")
+        for i in range(100):
+            r = c.put(
+                f"/v2/bench/small/manifests/t{i:03d}", content=img.manifest,
+                headers={"Content-Type": img.media_type},
+            )
+            assert r.status_code == 201
+        layer = push_blob(c, "bench/small", os.urandom(1000))
+    return {
+        "manifest GET": wrk(f"{server.url}/v2/bench/small/manifests/latest", duration),
+        "blob HEAD": wrk(f"{server.url}/v2/bench/small/blobs/{layer}", duration, "HEAD"),
+        "tags page (n=50)": wrk(f"{server.url}/v2/bench/small/tags/list?n=50", duration),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--only", choices=["registry", "distribution"])
+    args = parser.parse_args()
+    size = args.size_mib * CHUNK
+    for tool in ("docker-registry", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install {tool}")
+    digest = blob_digest(size)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        for kind in ("distribution", "registry"):
+            if args.only and kind != args.only:
+                continue
+            server = Server(kind, Path(tmp), args.workers)
+            try:
+                push, pull = push_pull(server, size, digest)
+                rss = peak_rss_mib(server.proc.pid)
+                res = {
+                    f"push {args.size_mib} MiB (s)": push,
+                    f"pull {args.size_mib} MiB (s)": pull,
+                    "peak RSS, largest process (MiB)": max(rss.values()),
+                }
+                for name, rps in small_requests(server, args.duration).items():
+                    res[f"{name} (req/s)"] = rps
+                results[kind] = res
+            finally:
+                server.stop()
+    keys = list(next(iter(results.values())))
+    print(f"{'':34}" + "".join(f"{k:>16}" for k in results))
+    for key in keys:
+        print(f"{key:34}" + "".join(f"{results[k][key]:16.2f}" for k in results))
+
+
+if __name__ == "__main__":
+    main()
