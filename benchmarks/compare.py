@@ -29,8 +29,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.images import image, push_blob, push_image  # noqa: E402
-from tests.server import free_port  # noqa: E402
+from tests.images import image, push_blob, push_image
+from tests.server import free_port
 
 CHUNK = 1 << 20
 BLOCK = os.urandom(CHUNK)  # the blob repeats one random MiB: same bytes for both servers
@@ -99,13 +99,27 @@ class Server:
             cmd = ["docker-registry", "serve", str(config)]
         else:
             cmd = [
-                sys.executable, "-m", "registry", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--data-dir", str(data), "--workers", str(workers),
+                sys.executable,
+                "-m",
+                "registry",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data),
+                "--workers",
+                str(workers),
             ]
             env["REGISTRY_LOG_ACCESS_LOG"] = "false"
             env["REGISTRY_LOG_LEVEL"] = "warning"
         self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_ready(self.url)
 
@@ -156,7 +170,7 @@ def wrk(url: str, duration: int, method: str = "GET") -> float:
     script.write_text(
         f'wrk.method = "{method}"\n'
         'wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json, '
-        'application/vnd.oci.image.index.v1+json, '
+        "application/vnd.oci.image.index.v1+json, "
         'application/vnd.docker.distribution.manifest.v2+json"\n'
     )
     cmd = ["wrk", "-t2", "-c32", f"-d{duration}s", "-s", str(script), url]
@@ -176,7 +190,8 @@ def small_requests(server: Server, duration: int) -> dict[str, float]:
         push_image(c, "bench/small", img, tag="latest")
         for i in range(100):
             r = c.put(
-                f"/v2/bench/small/manifests/t{i:03d}", content=img.manifest,
+                f"/v2/bench/small/manifests/t{i:03d}",
+                content=img.manifest,
                 headers={"Content-Type": img.media_type},
             )
             assert r.status_code == 201

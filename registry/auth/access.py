@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
@@ -21,6 +21,9 @@ PUSH = "push"
 DELETE = "delete"
 ANY_ACTION = "*"
 REPOSITORY_ACTIONS = frozenset({PULL, PUSH, DELETE})
+
+TOKEN_PATH = "/auth/token"  # noqa: S105 -- the built-in token service, the default realm
+JWKS_PATH = "/.well-known/jwks.json"
 
 REPOSITORY = "repository"
 REGISTRY = "registry"
@@ -42,19 +45,16 @@ class ScopeError(ValueError):
     """A scope string that does not follow the grammar."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ResourceScope:
     """Actions on one typed, named resource: ``repository:team/app:pull,push``."""
 
     type: str
     name: str
-    actions: frozenset[str] = field(compare=False)
+    actions: frozenset[str]
 
     def __str__(self) -> str:
         return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
-
-    def allows(self, action: str) -> bool:
-        return ANY_ACTION in self.actions or action in self.actions
 
 
 def parse_scope(text: str) -> list[ResourceScope]:
@@ -149,9 +149,16 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     (_NAME + "/manifests/{reference}", "DELETE"): _DELETE,
     (_NAME + "/tags/list", "GET"): _PULL,
     (_NAME + "/referrers/{digest}", "GET"): _PULL,
-    ("/auth/token", "GET"): _PUBLIC,
-    ("/auth/token", "POST"): _PUBLIC,
-    ("/.well-known/jwks.json", "GET"): _PUBLIC,
+    (TOKEN_PATH, "GET"): _PUBLIC,
+    (TOKEN_PATH, "POST"): _PUBLIC,
+    (JWKS_PATH, "GET"): _PUBLIC,
+    # Probes and scrapers (routes/ops.py) are open by design: keep them off the public
+    # side of a proxy (docs/operations.md).
+    ("/health/live", "GET"): _PUBLIC,
+    ("/health/live", "HEAD"): _PUBLIC,
+    ("/health/ready", "GET"): _PUBLIC,
+    ("/health/ready", "HEAD"): _PUBLIC,
+    ("/metrics", "GET"): _PUBLIC,
 }
 
 
@@ -244,8 +251,10 @@ class Policy:
     def may_list_catalog(self, identity: Identity | None) -> bool:
         """The catalog is open to every caller who may pull something (it is filtered to
         what the caller may pull), and always to holders of "*" (admins)."""
-        return any(g.binds(identity) and (PULL in g.actions or ANY_ACTION in g.actions)
-                   for g in self.grants)
+        return any(
+            g.binds(identity) and (PULL in g.actions or ANY_ACTION in g.actions)
+            for g in self.grants
+        )
 
     def allows(self, identity: Identity | None, needed: ResourceScope) -> bool:
         granted = grant_for(self, identity, needed)

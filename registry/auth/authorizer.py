@@ -1,0 +1,440 @@
+"""Who is calling and may they do what they asked: checked for every request after
+routing, from the route's path template and parameters against the access table.
+
+Refusals: 401 UNAUTHORIZED with a challenge when no or a bad credential came (or a valid
+token lacks scope that a new token could carry), 403 DENIED when the caller is known and
+the policy says no, 429 when a user name has failed too many logins. Every refusal is
+logged to "registry.auth", never with the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from starlette.requests import Request
+
+from registry import errors
+from registry.auth.access import (
+    ANY_ACTION,
+    PULL,
+    REPOSITORY,
+    REPOSITORY_ACTIONS,
+    TOKEN_PATH,
+    Identity,
+    Kind,
+    Policy,
+    ResourceScope,
+    build_policy,
+    required_scopes,
+    route_need,
+    scope_covers,
+)
+from registry.auth.identities import LoginThrottle, User, UserDirectory, is_bcrypt_hash
+from registry.auth.tokens import (
+    KeyRing,
+    TokenError,
+    TokenIssuer,
+    TokenVerifier,
+    load_or_create_signing_key,
+    read_jwks_file,
+    read_pem_file,
+)
+from registry.config import AuthConfig
+from registry.errors import RegistryError
+from registry.reference import check_name
+
+log = logging.getLogger("registry.auth")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated side of a request, kept in ``request.state.caller``."""
+
+    identity: Identity | None  # None: anonymous
+    # Token mode: what the bearer token grants (the token, not the policy, decides).
+    token_access: tuple[ResourceScope, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    service: str
+    realm: str | None  # None: the built-in endpoint on this registry
+    verifier: TokenVerifier
+    issuer: TokenIssuer | None  # the built-in service, when on
+    refresh_verifier: TokenVerifier | None
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _detail(needed: Iterable[ResourceScope]) -> list[dict[str, str]]:
+    return [
+        {"Type": s.type, "Name": s.name, "Action": a} for s in needed for a in sorted(s.actions)
+    ]
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _shown(name: str) -> str:
+    """A user name as logged: quoted and cut, since it comes from the client."""
+    return repr(name[:100])
+
+
+def decode_basic(value: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic credential, or None when malformed."""
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        return None
+    return user, password
+
+
+class Authorizer:
+    """The auth of one application: the mode, the users, the policy and, in token mode,
+    the verifier (and the built-in issuer). Built once per process from the config."""
+
+    def __init__(
+        self,
+        mode: str,
+        policy: Policy,
+        directory: UserDirectory,
+        throttle: LoginThrottle,
+        basic_realm: str,
+        token: TokenSettings | None = None,
+    ) -> None:
+        if mode == "token" and token is None:
+            raise ValueError("token mode needs token settings")
+        self.mode = mode
+        self.policy = policy
+        self.directory = directory
+        self.throttle = throttle
+        self.basic_realm = basic_realm
+        self.token = token
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, auth: AuthConfig) -> Authorizer | None:
+        """The authorizer of a configuration (None when auth is off). Reads key files,
+        generating the signing key on first start; ValueError/OSError when invalid."""
+        if auth.mode == "none":
+            return None
+        for name, user in auth.users.items():
+            if not is_bcrypt_hash(user.password_hash):
+                raise ValueError(f"auth.users.{name}.password_hash is not a bcrypt hash")
+        policy = policy_from_config(auth)
+        directory = UserDirectory(
+            auth.htpasswd,
+            {n: (u.password_hash, u.groups) for n, u in auth.users.items()},
+            auth.groups,
+        )
+        throttle = LoginThrottle(auth.login_limit.max_failures, auth.login_limit.window)
+        token = _token_settings(auth) if auth.mode == "token" else None
+        return cls(auth.mode, policy, directory, throttle, auth.realm, token)
+
+    # ---------------------------------------------------------------- authenticating
+
+    async def login(self, username: str, password: str, request: Request) -> User:
+        """The user with this password; 429 while the name is throttled, 401 if wrong."""
+        wait = self.throttle.retry_after(username)
+        if wait is not None:
+            log.warning(
+                "refused login for user %s from %s: too many failed attempts",
+                _shown(username),
+                _client(request),
+            )
+            raise RegistryError(
+                errors.TOOMANYREQUESTS,
+                "too many failed logins; try again later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        user = await self.directory.authenticate(username, password)
+        if user is None:
+            self.throttle.failed(username)
+            log.warning(
+                "refused login for user %s from %s: unknown user or wrong password",
+                _shown(username),
+                _client(request),
+            )
+            raise RegistryError(
+                errors.UNAUTHORIZED,
+                "invalid username or password",
+                headers={"WWW-Authenticate": self.basic_challenge()},
+            )
+        self.throttle.succeeded(username)
+        return user
+
+    def basic_challenge(self) -> str:
+        return f'Basic realm="{_quote(self.basic_realm)}",charset="UTF-8"'
+
+    def identity_of(self, subject: str) -> Identity | None:
+        """The identity behind a token subject: the local user with its groups, or just
+        the name for a user this registry does not know."""
+        if not subject:
+            return None
+        user = self.directory.get(subject)
+        return user.identity if user is not None else Identity(subject)
+
+    # ------------------------------------------------------------------ authorizing
+
+    async def authorize(self, request: Request) -> None:
+        route = request.scope.get("route")
+        template = getattr(route, "path", None)
+        need = route_need(template, request.method) if isinstance(template, str) else None
+        if need is None:
+            log.error(
+                "refused %s %s: no access rule for route %r (fail closed)",
+                request.method,
+                request.url.path,
+                template,
+            )
+            raise RegistryError(errors.DENIED, "no access rule for this endpoint")
+        if need.kind is Kind.PUBLIC:
+            return
+        name = request.path_params.get("name")
+        if need.kind is Kind.REPOSITORY:
+            name = check_name(str(name))
+        needed = required_scopes(need, name)
+        if self.mode == "basic":
+            caller = await self._basic_caller(request, needed, need.kind is Kind.LOGIN)
+        else:
+            caller = self._token_caller(request, needed)
+        request.state.caller = caller
+
+    async def _basic_caller(
+        self, request: Request, needed: list[ResourceScope], login: bool
+    ) -> Caller:
+        header = request.headers.get("authorization")
+        identity: Identity | None = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            credentials = decode_basic(value) if scheme.lower() == "basic" else None
+            if credentials is None:
+                self._refuse_401(
+                    request, needed, "malformed or non-Basic credentials", self.basic_challenge()
+                )
+            identity = (await self.login(*credentials, request)).identity
+        if identity is None and (login or not all(self.policy.allows(None, s) for s in needed)):
+            self._refuse_401(request, needed, "no credentials", self.basic_challenge(), quiet=True)
+        for s in needed:
+            if identity is not None and not self.policy.allows(identity, s):
+                self._refuse_403(request, needed, identity.name)
+        return Caller(identity)
+
+    def _token_caller(self, request: Request, needed: list[ResourceScope]) -> Caller:
+        assert self.token is not None
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            reason = "no bearer token" if not header else "not a bearer token"
+            self._refuse_401(
+                request, needed, reason, self.bearer_challenge(request, needed), quiet=not header
+            )
+        try:
+            claims = self.token.verifier.verify_access(value.strip())
+        except TokenError as exc:
+            self._refuse_401(
+                request, needed, str(exc), self.bearer_challenge(request, needed, "invalid_token")
+            )
+        identity = self.identity_of(claims.subject)
+        caller = Caller(identity, claims.access)
+        for s in needed:
+            if scope_covers(claims.access, s):
+                continue
+            # Our own service signs what the policy allows: a known user whom the policy
+            # refuses would only get the same token again, so say so (403). Otherwise a
+            # new token may carry the scope: challenge with it (401).
+            if (
+                self.token.issuer is not None
+                and identity is not None
+                and not self.policy.allows(identity, s)
+            ):
+                self._refuse_403(request, needed, identity.name)
+            self._refuse_401(
+                request,
+                needed,
+                f"token lacks {s}",
+                self.bearer_challenge(request, needed, "insufficient_scope"),
+                quiet=True,  # the usual way a client learns it needs another token
+            )
+        return caller
+
+    def bearer_challenge(
+        self, request: Request, needed: list[ResourceScope], error: str | None = None
+    ) -> str:
+        assert self.token is not None
+        realm = self.token.realm or str(request.base_url).rstrip("/") + TOKEN_PATH
+        parts = [f'realm="{_quote(realm)}"', f'service="{_quote(self.token.service)}"']
+        if needed:
+            parts.append(f'scope="{_quote(" ".join(str(s) for s in needed))}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return "Bearer " + ",".join(parts)
+
+    def _refuse_401(
+        self,
+        request: Request,
+        needed: list[ResourceScope],
+        reason: str,
+        challenge: str,
+        quiet: bool = False,
+    ) -> NoReturn:
+        (log.info if quiet else log.warning)(
+            "refused %s %s from %s (401): %s; needed %s",
+            request.method,
+            request.url.path,
+            _client(request),
+            reason,
+            " ".join(str(s) for s in needed) or "a login",
+        )
+        raise RegistryError(
+            errors.UNAUTHORIZED,
+            detail=_detail(needed) or None,
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    def _refuse_403(self, request: Request, needed: list[ResourceScope], user: str) -> NoReturn:
+        log.warning(
+            "refused %s %s from %s (403): user %s may not %s",
+            request.method,
+            request.url.path,
+            _client(request),
+            _shown(user),
+            " ".join(str(s) for s in needed),
+        )
+        raise RegistryError(errors.DENIED, detail=_detail(needed) or None)
+
+    # ------------------------------------------------------------ questions from routes
+
+    def caller_may(self, caller: Caller, scope: ResourceScope) -> bool:
+        if caller.token_access is not None:
+            return scope_covers(caller.token_access, scope)
+        return self.policy.allows(caller.identity, scope)
+
+    def pullable(self, caller: Caller) -> Callable[[str], bool]:
+        """Whether the caller may pull a repository: the policy, and in token mode also
+        what the token itself grants (an external issuer may know more than our policy)."""
+        token_names = {
+            s.name
+            for s in caller.token_access or ()
+            if s.type == REPOSITORY and scope_covers([s], _pull(s.name))
+        }
+
+        def visible(name: str) -> bool:
+            return name in token_names or PULL in self.policy.repository_actions(
+                caller.identity, name
+            )
+
+        return visible
+
+
+def _pull(name: str) -> ResourceScope:
+    return ResourceScope(REPOSITORY, name, frozenset({PULL}))
+
+
+def _caller(request: Request) -> tuple[Authorizer | None, Caller | None]:
+    authorizer: Authorizer | None = getattr(request.app.state, "authorizer", None)
+    return authorizer, getattr(request.state, "caller", None)
+
+
+async def authorize_request(request: Request) -> None:
+    """The app-level dependency: runs after routing, before every endpoint."""
+    authorizer, _ = _caller(request)
+    if authorizer is not None:
+        await authorizer.authorize(request)
+
+
+def may_pull(request: Request, name: str) -> bool:
+    """Whether this request's caller may pull ``name`` (always, with auth off)."""
+    authorizer, caller = _caller(request)
+    if authorizer is None:
+        return True
+    return caller is not None and authorizer.caller_may(caller, _pull(name))
+
+
+def repository_filter(request: Request) -> Callable[[str], bool]:
+    """A test for the repositories this request's caller may see in the catalog."""
+    authorizer, caller = _caller(request)
+    if authorizer is None:
+        return lambda _name: True
+    if caller is None:
+        return lambda _name: False
+    return authorizer.pullable(caller)
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def policy_from_config(auth: AuthConfig) -> Policy:
+    valid_actions = {*REPOSITORY_ACTIONS, ANY_ACTION}
+    for role, actions in auth.roles.items():
+        unknown = set(actions) - valid_actions
+        if unknown:
+            raise ValueError(f"auth.roles.{role}: unknown actions {sorted(unknown)}")
+    grants = [(g.repositories, g.role, g.users, g.groups) for g in auth.grants]
+    anonymous = [(a.repositories, a.role) for a in auth.anonymous]
+    for where, patterns in [
+        *(("grants", g[0]) for g in grants),
+        *(("anonymous", a[0]) for a in anonymous),
+    ]:
+        if not patterns or not all(patterns):
+            raise ValueError(f"auth.{where}: every entry needs non-empty repository patterns")
+    for i, g in enumerate(auth.grants):
+        if not g.users and not g.groups:
+            raise ValueError(
+                f"auth.grants[{i}] names no users or groups (use auth.anonymous for everyone)"
+            )
+    try:
+        return build_policy(auth.roles, grants, anonymous)
+    except KeyError as exc:
+        raise ValueError(f"auth: unknown role {exc.args[0]!r}") from None
+
+
+def _token_settings(auth: AuthConfig) -> TokenSettings:
+    t = auth.token
+    ring = KeyRing()
+    for path in t.trusted_keys:
+        keys, _ = read_pem_file(path)
+        for key in keys:
+            ring.add(key)
+    if t.rootcertbundle:
+        _, certs = read_pem_file(t.rootcertbundle)
+        for cert in certs:
+            ring.add_root(cert)
+    if t.jwks:
+        for key, kid in read_jwks_file(t.jwks):
+            ring.add(key, [kid] if kid else [])
+    issuer: TokenIssuer | None = None
+    refresh_verifier: TokenVerifier | None = None
+    if t.builtin:
+        signing_key = load_or_create_signing_key(Path(t.key_file), t.algorithm)
+        issuer = TokenIssuer(
+            signing_key, t.issuer, t.service, int(t.lifetime), int(t.refresh_lifetime), t.kid_format
+        )
+        ring.add(issuer.public_key, [issuer.kid])
+        own = KeyRing()
+        own.add(issuer.public_key, [issuer.kid])
+        # Refresh tokens are only ever our own: external keys cannot mint them.
+        refresh_verifier = TokenVerifier(own, t.issuer, t.service, [issuer.algorithm], t.leeway)
+    else:
+        if not t.realm:
+            raise ValueError("auth.token.realm is required when auth.token.builtin is false")
+        if not len(ring):
+            raise ValueError(
+                "auth.token: an external issuer needs trusted_keys, rootcertbundle or jwks"
+            )
+    verifier = TokenVerifier(ring, t.issuer, t.service, t.algorithms, t.leeway)
+    return TokenSettings(t.service, t.realm, verifier, issuer, refresh_verifier)
