@@ -1,4 +1,4 @@
-"""Choose and open the configured driver."""
+"""Build the configured storage driver."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ if TYPE_CHECKING:
     from registry.config import StorageConfig
 
 
-def open_driver(config: StorageConfig) -> Driver:
-    if config.driver == "s3":
+def open_driver(storage_config: StorageConfig) -> Driver:
+    """The driver named by ``storage.driver``: ``filesystem`` or ``s3``."""
+    if storage_config.driver == "filesystem":
+        from storage_backends.filesystem import FilesystemDriver
+
+        return FilesystemDriver(storage_config.filesystem.rootdirectory)
+    if storage_config.driver == "s3":
+        # Imported here so that a filesystem-only registry never loads boto3.
         from storage_backends.s3 import S3Driver
 
-        return S3Driver(config.s3)
-    from storage_backends.filesystem import FilesystemDriver
-
-    return FilesystemDriver(config.filesystem.rootdirectory)
+        return S3Driver(storage_config.s3)
+    raise ValueError(f"unknown storage driver: {storage_config.driver!r}")

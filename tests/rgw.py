@@ -1,7 +1,9 @@
 """A real S3 server for the tests: a throwaway one-node Ceph RADOS Gateway on loopback.
 
-One monitor (explicit monmap, msgr2 only), one bluestore OSD on a sparse file and radosgw
-(beast), no cephx, all in a temp dir with free ports; see shared/notes/s3-ceph-rgw.md.
+One monitor (explicit monmap, msgr2 only), one bluestore OSD on a sparse file (memstore
+where the temp dir cannot do O_DIRECT) and radosgw (beast), no cephx, all in a temp dir
+with free ports; see shared/notes/s3-ceph-rgw.md. RGW's testing KMS is on, so SSE-KMS
+can be exercised.
 The session fixture ``rgw`` starts it on first use and stops exactly the daemons it
 started. Without the ceph binaries the S3 tests skip, except under CI=true, where a
 missing S3 server is a failure rather than a silently smaller test run.
@@ -28,7 +30,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import S3Config
 
@@ -36,7 +38,7 @@ BINARIES = ("monmaptool", "ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "c
 APT_PACKAGES = "ceph-mon ceph-osd radosgw ceph-common"
 
 ACCESS_KEY = "REGISTRYTESTKEY00001"
-SECRET_KEY = "registry-test-secret-key-0000000000000001"  # noqa: S105 (a local test server)
+SECRET_KEY = "registry-test-secret-key-0000000000000001"
 REGION = "us-east-1"
 BUCKET = "registry-tests"
 
@@ -44,9 +46,10 @@ BUCKET = "registry-tests"
 KMS_KEY_ID = "testkey-1"
 _KMS_KEY = "YmluCmJvb3N0CmJvb3N0LWJ1aWxkCmNlcGguY29uZgo="
 
-MON_TIMEOUT = 60.0
-OSD_TIMEOUT = 120.0
-RGW_TIMEOUT = 180.0
+# Start-up takes about 20 s; together these stay below pytest-timeout's 300 s.
+MON_TIMEOUT = 45.0
+OSD_TIMEOUT = 90.0
+RGW_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 60.0
 
@@ -70,7 +73,30 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _supports_direct_io(directory: Path) -> bool:
+    """BlueStore opens its block file with O_DIRECT, which tmpfs refuses before Linux 6.6."""
+    probe = directory / "odirect-probe"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_RDWR | getattr(os, "O_DIRECT", 0), 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink()
+    return True
+
+
 def _ceph_conf(d: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+    if _supports_direct_io(d):
+        store = """\
+osd objectstore = bluestore
+bluestore block create = true
+bluestore block size = 21474836480
+bluestore cache autotune = false
+bluestore cache size = 134217728"""
+    else:
+        store = """\
+osd objectstore = memstore
+memstore device bytes = 4294967296"""
     return f"""\
 [global]
 fsid = {fsid}
@@ -91,11 +117,8 @@ log to stderr = false
 err to stderr = true
 mon data = {d}/mon/$name
 osd data = {d}/osd/$id
-osd objectstore = bluestore
-bluestore block create = true
-bluestore block size = 21474836480
-bluestore cache autotune = false
-bluestore cache size = 134217728
+crash dir = {d}/crash
+{store}
 osd memory target = 943718400
 osd pool default size = 1
 osd pool default min size = 1
@@ -108,9 +131,6 @@ mon allow pool delete = true
 mon max pg per osd = 1000
 mon data avail warn = 2
 mon data avail crit = 1
-mon osd full ratio = .99
-mon osd backfillfull ratio = .99
-mon osd nearfull ratio = .99
 
 [client]
 ms mon client mode = crc
@@ -220,14 +240,14 @@ class RgwCluster:
             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
         )  # fmt: skip
         server = RgwServer(self.endpoint_url)
-        self._wait("the S3 API", RGW_TIMEOUT, lambda: _try_make_bucket(server))
+        self._wait("the S3 API", MON_TIMEOUT, lambda: _try_make_bucket(server))
         return server
 
     def stop(self) -> None:
+        # One at a time, clients first: an OSD whose monitor is gone stalls on exit.
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.procs):
             try:
                 proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -274,7 +294,7 @@ class RgwCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self._env(),
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run Popen here)
+                preexec_fn=_die_with_parent,
             )
         finally:
             out.close()
@@ -282,6 +302,7 @@ class RgwCluster:
 
     def _wait(self, what: str, timeout: float, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + timeout
+        last = "not ready"
         while True:
             for name, proc in self.procs:
                 if proc.poll() is not None:
@@ -289,10 +310,10 @@ class RgwCluster:
             try:
                 if ready():
                     return
-            except (RgwStartError, OSError, ClientError):
-                pass
+            except (RgwStartError, OSError, ValueError, ClientError, BotoCoreError) as e:
+                last = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
             if time.monotonic() > deadline:
-                raise RgwStartError(f"{what} was not ready after {timeout:.0f}s")
+                raise RgwStartError(f"{what} was not ready after {timeout:.0f}s: {last}")
             time.sleep(0.5)
 
     def _mon_up(self) -> bool:

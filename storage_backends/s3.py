@@ -1,0 +1,768 @@
+"""The S3 driver: the Driver protocol on boto3, for AWS S3 and compatible servers.
+
+boto3 blocks, so every call runs in one bounded thread pool per driver (as many threads
+as HTTP connections), never on the event loop. Appendable writers are S3 multipart
+uploads whose state -- upload id, parts, and the tail smaller than a part -- is saved
+in sidecar objects next to the key on ``close``, so that a writer closed in one process
+can be continued in another. The sidecar suffixes contain ``@``, a character
+``check_path`` refuses, so they can never collide with a real file (``.upload`` could:
+tags such as ``v1.upload`` are files). As the protocol says, written data becomes a
+readable, listable, movable object only on ``commit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import itertools
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage_backends.base import (
+    FileInfo,
+    PathNotFoundError,
+    StorageError,
+    check_path,
+    check_prefix,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from registry.config import S3Config
+
+T = TypeVar("T")
+
+MiB = 1 << 20
+GiB = 1 << 30
+READ_CHUNK = MiB
+MIN_PART = 5 * MiB  # S3's smallest part, except for the last one
+MAX_PART = 5 * GiB  # S3's largest part, and the largest single CopyObject
+MAX_PARTS = 10_000
+# Part sizes double every this many parts, so that 10,000 parts hold terabytes.
+PARTS_PER_DOUBLING = 1000
+COPY_PART = 512 * MiB
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+LIST_PAGE = 1000
+
+STATE_SUFFIX = "@upload"
+TAIL_SUFFIX = "@tail"
+_SIDECARS = (STATE_SUFFIX, TAIL_SUFFIX)
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchKey
+# Characters allowed in path components that sort below '/': a directory "a" lists
+# after a sibling "a-b" in S3's key order ("a-b" < "a/") but before it by name.
+_BELOW_SLASH = frozenset("!+-.")
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _not_implemented(e: StorageError) -> bool:
+    return isinstance(e.__cause__, ClientError) and _code(e.__cause__) == "NotImplemented"
+
+
+def _is_sidecar(key: str) -> bool:
+    return key.endswith(_SIDECARS)
+
+
+def part_threshold(part_size: int, part_number: int) -> int:
+    """Size of part ``part_number`` (1-based): ``part_size`` doubling every 1000 parts."""
+    base = max(part_size, MIN_PART)
+    return min(base << ((part_number - 1) // PARTS_PER_DOUBLING), MAX_PART)
+
+
+def copy_ranges(size: int, part_size: int) -> Iterator[tuple[int, int]]:
+    """Inclusive byte ranges of (almost) equal size: each within S3's part limits when
+    ``size >= MIN_PART``, so that all of them may precede further parts."""
+    count = math.ceil(size / min(max(part_size, MIN_PART), MAX_PART))
+    count = max(1, min(count, size // MIN_PART, MAX_PARTS))
+    bounds = [i * size // count for i in range(count + 1)]
+    for first, end in itertools.pairwise(bounds):
+        yield first, end - 1
+
+
+@dataclass
+class _Part:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass
+class _UploadState:
+    """What ``<key>@upload`` holds: the multipart upload and where its tail is."""
+
+    upload_id: str | None
+    parts: list[_Part]
+    tail_size: int
+    tail_etag: str | None
+
+    def dumps(self) -> bytes:
+        return json.dumps(
+            {
+                "version": 1,
+                "upload_id": self.upload_id,
+                "parts": [[p.number, p.etag, p.size] for p in self.parts],
+                "tail_size": self.tail_size,
+                "tail_etag": self.tail_etag,
+            }
+        ).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes) -> _UploadState:
+        d = json.loads(raw)
+        return cls(
+            upload_id=d["upload_id"],
+            parts=[_Part(int(n), str(e), int(s)) for n, e, s in d["parts"]],
+            tail_size=int(d["tail_size"]),
+            tail_etag=d["tail_etag"],
+        )
+
+
+class S3Writer:
+    """An appendable multipart upload; memory holds at most about one part."""
+
+    def __init__(
+        self,
+        driver: S3Driver,
+        path: str,
+        state: _UploadState | None = None,
+        data: bytes = b"",
+        saved: bool = False,
+    ) -> None:
+        """Continue ``state`` (``saved``: as read from ``<key>@upload``); ``data`` starts
+        the buffer."""
+        self._driver = driver
+        self._path = path
+        self._key = driver._key(path)
+        self._has_sidecars = saved
+        state = state or _UploadState(None, [], 0, None)
+        self._upload_id = state.upload_id
+        self._parts = state.parts
+        # The saved tail is fetched only when needed, so that asking an unfinished
+        # upload for its size costs one small GET.
+        self._tail_size = state.tail_size
+        self._tail_etag = state.tail_etag
+        self._buf = bytearray(data)
+        self._size = sum(p.size for p in self._parts) + self._tail_size + len(data)
+        # Whether this writer holds something the sidecars lack; if not, close() has
+        # nothing to save.
+        self._dirty = state.upload_id is not None and not saved
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def _load_tail(self) -> None:
+        if not self._tail_size:
+            return
+        got = await self._driver._get_optional(self._key + TAIL_SUFFIX, if_match=self._tail_etag)
+        if got is None or len(got) != self._tail_size:
+            raise StorageError(f"{self._path}: the upload's saved tail does not match its state")
+        self._buf[:0] = got
+        self._tail_size = 0
+
+    def _threshold(self) -> int:
+        return part_threshold(self._driver._part_size, len(self._parts) + 1)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"writer for {self._path} is closed")
+
+    async def write(self, data: bytes) -> None:
+        self._check_open()
+        if not data:
+            return
+        await self._load_tail()
+        self._dirty = True
+        view = memoryview(data)
+        while view:
+            piece = view[: self._threshold() - len(self._buf)]
+            self._buf += piece
+            self._size += len(piece)
+            view = view[len(piece) :]
+            if len(self._buf) >= self._threshold():
+                await self._send_part()
+
+    async def _send_part(self) -> None:
+        if len(self._parts) >= MAX_PARTS:
+            raise StorageError(f"{self._path}: more than {MAX_PARTS} parts")
+        d = self._driver
+        if self._upload_id is None:
+            resp = await d._call(
+                lambda: d._s3.create_multipart_upload(
+                    Bucket=d._bucket, Key=self._key, **d._object_args
+                )
+            )
+            self._upload_id = resp["UploadId"]
+        upload_id = self._upload_id
+        number = len(self._parts) + 1
+        body, self._buf = self._buf, bytearray()
+        try:
+            resp_part = await d._call(
+                lambda: d._s3.upload_part(
+                    Bucket=d._bucket,
+                    Key=self._key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(body),
+                )
+            )
+        except BaseException:
+            self._buf = body + self._buf
+            raise
+        self._parts.append(_Part(number, resp_part["ETag"], len(body)))
+
+    async def close(self) -> None:
+        """Save the upload state and the tail, so that a later writer can continue."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._dirty:
+            return
+        d = self._driver
+        tail = bytes(self._buf)
+        self._buf = bytearray()
+        tail_etag = None
+        if tail:
+            resp = await d._call(
+                lambda: d._s3.put_object(
+                    Bucket=d._bucket, Key=self._key + TAIL_SUFFIX, Body=tail, **d._sidecar_args
+                )
+            )
+            tail_etag = resp["ETag"]
+        # The state object is written last: it is what makes the new tail count.
+        state = _UploadState(self._upload_id, self._parts, len(tail), tail_etag)
+        await d._call(
+            lambda: d._s3.put_object(
+                Bucket=d._bucket,
+                Key=self._key + STATE_SUFFIX,
+                Body=state.dumps(),
+                ContentType="application/json",
+                **d._sidecar_args,
+            )
+        )
+
+    async def commit(self) -> None:
+        """Complete the upload (or PUT the object if it never reached a part)."""
+        self._check_open()
+        await self._load_tail()
+        self._closed = True
+        d = self._driver
+        if self._upload_id is None:
+            body = bytes(self._buf)
+            await d._call(
+                lambda: d._s3.put_object(
+                    Bucket=d._bucket, Key=self._key, Body=body, **d._object_args
+                )
+            )
+        else:
+            if self._buf or not self._parts:
+                await self._send_part()
+            upload_id = self._upload_id
+            parts: Any = [{"ETag": p.etag, "PartNumber": p.number} for p in self._parts]
+            # RGW answers with an empty ETag; nothing here needs it.
+            await d._call(
+                lambda: d._s3.complete_multipart_upload(
+                    Bucket=d._bucket,
+                    Key=self._key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            )
+        self._buf = bytearray()
+        if self._has_sidecars:
+            await d._delete_keys([self._key + s for s in _SIDECARS])
+
+    async def _abandon(self) -> None:
+        """Drop what this writer started, leaving stored files alone."""
+        self._closed = True
+        self._buf = bytearray()
+        if self._upload_id is not None and not self._has_sidecars:
+            await self._driver._abort(self._key, self._upload_id)
+
+    async def cancel(self) -> None:
+        """Abort the upload and delete the key and its sidecars."""
+        self._closed = True
+        self._buf = bytearray()
+        d = self._driver
+        if self._upload_id is not None:
+            await d._abort(self._key, self._upload_id)
+        await d._delete_keys([self._key, *(self._key + s for s in _SIDECARS)])
+
+
+class S3Driver:
+    name = "s3"
+
+    def __init__(self, config: S3Config) -> None:
+        if not config.bucket:
+            raise StorageError("storage.s3.bucket is not set")
+        self._bucket = config.bucket
+        root = config.prefix.strip("/")
+        self._root = f"{root}/" if root else ""
+        self._part_size = max(config.part_size, MIN_PART)
+        # Above this size move() copies in parts; tests lower both to reach that path.
+        self._copy_limit = MAX_PART
+        self._copy_part_size = COPY_PART
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, config.max_pool_connections), thread_name_prefix="s3"
+        )
+        self._object_args: Any = {}
+        self._sidecar_args: Any = {}
+        if config.encrypt:
+            if config.kms_key_id:
+                self._object_args.update(
+                    ServerSideEncryption="aws:kms", SSEKMSKeyId=config.kms_key_id
+                )
+            else:
+                self._object_args["ServerSideEncryption"] = "AES256"
+            # Sidecars hold upload data too, so they are encrypted alike.
+            self._sidecar_args = dict(self._object_args)
+        if config.storage_class:
+            # Only for the data: sidecars are small and short-lived, which cold classes
+            # (minimum sizes and durations) would bill as large and long-lived.
+            self._object_args["StorageClass"] = config.storage_class
+        session = boto3.session.Session(
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            region_name=config.region,
+        )
+        self._s3: S3Client = session.client(
+            "s3",
+            endpoint_url=config.endpoint_url,
+            verify=config.verify_tls,
+            config=BotoConfig(
+                signature_version="s3v4",
+                max_pool_connections=max(1, config.max_pool_connections),
+                s3={"addressing_style": "path" if config.path_style else "auto"},
+                retries={"mode": "standard"},
+                # Newer botocore checksums by default, which RGW and others reject.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    # -- plumbing
+
+    def _key(self, path: str) -> str:
+        return self._root + check_path(path)
+
+    def _dir_key(self, prefix: str) -> str:
+        return self._root + check_prefix(prefix) + "/" if prefix else self._root
+
+    async def _call(self, fn: Callable[[], T], missing: str | None = None) -> T:
+        """Run ``fn`` in the pool; map botocore errors to StorageError (or, when
+        ``missing`` is given, a missing key to PathNotFoundError(missing))."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except ClientError as e:
+            if missing is not None and _code(e) in _MISSING:
+                raise PathNotFoundError(missing) from None
+            raise StorageError(f"s3: {e}") from e
+        except BotoCoreError as e:
+            raise StorageError(f"s3: {e}") from e
+
+    async def _delete_keys(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch: Any = {
+                "Objects": [{"Key": k} for k in keys[i : i + DELETE_BATCH]],
+                "Quiet": True,
+            }
+            resp = await self._call(
+                partial(self._s3.delete_objects, Bucket=self._bucket, Delete=batch)
+            )
+            errors = resp.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StorageError(
+                    f"s3: could not delete {len(errors)} keys, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        def abort() -> None:
+            try:
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+            except ClientError as e:
+                if _code(e) not in _NO_UPLOAD:
+                    raise
+
+        await self._call(abort)
+
+    async def _get_optional(self, key: str, if_match: str | None = None) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                if if_match is None:
+                    resp = self._s3.get_object(Bucket=self._bucket, Key=key)
+                else:
+                    resp = self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=if_match)
+            except ClientError as e:
+                if _code(e) in _MISSING:
+                    return None
+                raise
+            with resp["Body"] as body:
+                return body.read()
+
+        return await self._call(get)
+
+    # -- small files
+
+    async def get(self, path: str) -> bytes:
+        key = self._key(path)
+
+        def get() -> bytes:
+            resp = self._s3.get_object(Bucket=self._bucket, Key=key)
+            with resp["Body"] as body:
+                return body.read()
+
+        return await self._call(get, missing=path)
+
+    async def put(self, path: str, data: bytes) -> None:
+        key = self._key(path)
+        await self._call(
+            lambda: self._s3.put_object(
+                Bucket=self._bucket, Key=key, Body=data, **self._object_args
+            )
+        )
+
+    # -- streams
+
+    async def read(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        key = self._key(path)
+        if length == 0:
+            await self._call(
+                lambda: self._s3.head_object(Bucket=self._bucket, Key=key), missing=path
+            )
+            return
+        if offset == 0 and length is None:
+            byte_range = None
+        elif length is None:
+            byte_range = f"bytes={offset}-"
+        else:
+            byte_range = f"bytes={offset}-{offset + length - 1}"
+
+        def open_body() -> Any:
+            try:
+                if byte_range is None:
+                    resp = self._s3.get_object(Bucket=self._bucket, Key=key)
+                else:
+                    resp = self._s3.get_object(Bucket=self._bucket, Key=key, Range=byte_range)
+            except ClientError as e:
+                if _code(e) == "InvalidRange":  # the offset is at or after the end
+                    return None
+                raise
+            return resp["Body"]
+
+        body = await self._call(open_body, missing=path)
+        if body is None:
+            return
+        try:
+            while True:
+                chunk: bytes = await self._call(lambda: body.read(READ_CHUNK))
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            body.close()
+
+    async def writer(self, path: str, append: bool = False) -> S3Writer:
+        key = self._key(path)
+        raw = await self._get_optional(key + STATE_SUFFIX)
+        state = None
+        if raw is not None:
+            try:
+                state = _UploadState.loads(raw)
+            except (ValueError, KeyError, TypeError) as e:
+                raise StorageError(f"{path}: unreadable upload state: {e}") from e
+        if not append:
+            if state is not None:
+                # A new file replaces an unfinished one: stop billing for its parts.
+                if state.upload_id is not None:
+                    await self._abort(key, state.upload_id)
+                await self._delete_keys([key + s for s in _SIDECARS])
+            return S3Writer(self, path)
+        if state is not None:
+            return S3Writer(self, path, state, saved=True)
+        return await self._continue_object(path, key)
+
+    async def _continue_object(self, path: str, key: str) -> S3Writer:
+        """A writer appending to a committed object (or a new one if nothing is there)."""
+
+        def head() -> int:
+            try:
+                return self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
+            except ClientError as e:
+                if _code(e) in _MISSING:
+                    return 0
+                raise
+
+        size = await self._call(head)
+        if size == 0:
+            return S3Writer(self, path)
+        if size < MIN_PART:
+            return S3Writer(self, path, data=await self.get(path))
+        # Too big to hold: the existing bytes become the first parts, copied server-side.
+        resp = await self._call(
+            lambda: self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=key, **self._object_args
+            )
+        )
+        upload_id = resp["UploadId"]
+        try:
+            parts = await self._copy_parts(key, key, upload_id, size, self._copy_part_size)
+        except StorageError as e:
+            await self._abort(key, upload_id)
+            if not _not_implemented(e):
+                raise
+            return await self._stream_copy(path, path)
+        except BaseException:
+            await self._abort(key, upload_id)
+            raise
+        return S3Writer(self, path, _UploadState(upload_id, parts, 0, None))
+
+    async def _stream_copy(self, src: str, dst: str) -> S3Writer:
+        """A writer for ``dst`` holding a copy of ``src``, read and written through
+        this process: for servers that cannot copy (RGW 16, encrypted objects)."""
+        writer = S3Writer(self, dst)
+        try:
+            async for chunk in self.read(src):
+                await writer.write(chunk)
+        except BaseException:
+            await writer._abandon()
+            raise
+        return writer
+
+    async def _copy_parts(
+        self, src_key: str, dst_key: str, upload_id: str, size: int, part_size: int
+    ) -> list[_Part]:
+        async def copy(number: int, first: int, last: int) -> _Part:
+            resp = await self._call(
+                lambda: self._s3.upload_part_copy(
+                    Bucket=self._bucket,
+                    Key=dst_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self._bucket, "Key": src_key},
+                    CopySourceRange=f"bytes={first}-{last}",
+                )
+            )
+            return _Part(number, resp["CopyPartResult"]["ETag"], last - first + 1)
+
+        ranges = list(copy_ranges(size, part_size))
+        return list(
+            await asyncio.gather(*(copy(i, a, b) for i, (a, b) in enumerate(ranges, start=1)))
+        )
+
+    # -- metadata
+
+    async def stat(self, path: str) -> FileInfo:
+        key = self._key(path)
+
+        def head() -> FileInfo | None:
+            try:
+                resp = self._s3.head_object(Bucket=self._bucket, Key=key)
+                return FileInfo(path, resp["ContentLength"], resp["LastModified"].timestamp())
+            except ClientError as e:
+                if _code(e) not in _MISSING:
+                    raise
+            listing = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=key + "/", MaxKeys=1)
+            for obj in listing.get("Contents", []):
+                return FileInfo(path, 0, obj["LastModified"].timestamp(), is_dir=True)
+            return None
+
+        info = await self._call(head)
+        if info is None:
+            raise PathNotFoundError(path)
+        return info
+
+    async def list(
+        self,
+        prefix: str,
+        *,
+        start_after: str | None = None,
+        limit: int | None = None,
+        recursive: bool = False,
+    ) -> list[str]:
+        base = self._dir_key(prefix)
+        if limit is not None and limit <= 0:
+            return []
+        names: set[str] = set()
+        token: str | None = None
+        while True:
+            want = LIST_PAGE if limit is None else min(LIST_PAGE, limit - len(names) + 2)
+            kwargs: Any = {"Bucket": self._bucket, "Prefix": base, "MaxKeys": want}
+            if not recursive:
+                kwargs["Delimiter"] = "/"
+            if token is not None:
+                kwargs["ContinuationToken"] = token
+            elif start_after is not None:
+                kwargs["StartAfter"] = base + start_after
+            resp = await self._call(partial(self._s3.list_objects_v2, **kwargs))
+            for obj in resp.get("Contents", []):
+                name = obj["Key"][len(base) :]
+                if name and not _is_sidecar(name):
+                    names.add(name)
+            for cp in resp.get("CommonPrefixes", []):
+                names.add(cp["Prefix"][len(base) :].rstrip("/"))
+            names.discard("")
+            if start_after is not None:
+                names = {n for n in names if n > start_after}
+            token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+            if token is None or (limit is not None and len(names) >= limit):
+                break
+        ordered = sorted(names)
+        if limit is None or token is None or recursive:
+            return ordered if limit is None else ordered[:limit]
+        # The listing stopped early in S3's key order, where directory "a" (key "a/")
+        # comes after "a-b"; by name it comes before, so look for such directories.
+        last = ordered[limit - 1]
+        for i, ch in enumerate(last):
+            if i and ch in _BELOW_SLASH:
+                cand = last[:i]
+                if cand in names or (start_after is not None and cand <= start_after):
+                    continue
+                if await self._has_children(base + cand + "/"):
+                    names.add(cand)
+        return sorted(names)[:limit]
+
+    async def _has_children(self, key_prefix: str) -> bool:
+        resp = await self._call(
+            lambda: self._s3.list_objects_v2(Bucket=self._bucket, Prefix=key_prefix, MaxKeys=1)
+        )
+        return bool(resp.get("Contents"))
+
+    # -- moving and deleting
+
+    async def move(self, src: str, dst: str) -> None:
+        src_key, dst_key = self._key(src), self._key(dst)
+
+        def head() -> int:
+            return self._s3.head_object(Bucket=self._bucket, Key=src_key)["ContentLength"]
+
+        size = await self._call(head, missing=src)
+        if src_key == dst_key:
+            return  # S3 refuses to copy an object onto itself; nothing is to be done
+        try:
+            if size <= self._copy_limit:
+                await self._call(
+                    lambda: self._s3.copy_object(
+                        Bucket=self._bucket,
+                        Key=dst_key,
+                        CopySource={"Bucket": self._bucket, "Key": src_key},
+                        **self._object_args,
+                    ),
+                    missing=src,
+                )
+            else:
+                await self._multipart_copy(src_key, dst_key, size)
+        except StorageError as e:
+            if not _not_implemented(e):
+                raise
+            writer = await self._stream_copy(src, dst)
+            try:
+                await writer.commit()
+            except BaseException:
+                await writer._abandon()
+                raise
+        await self._delete_keys([src_key, *(src_key + s for s in _SIDECARS)])
+
+    async def _multipart_copy(self, src_key: str, dst_key: str, size: int) -> None:
+        resp = await self._call(
+            lambda: self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=dst_key, **self._object_args
+            )
+        )
+        upload_id = resp["UploadId"]
+        try:
+            parts = await self._copy_parts(src_key, dst_key, upload_id, size, self._copy_part_size)
+            done: Any = [{"ETag": p.etag, "PartNumber": p.number} for p in parts]
+            await self._call(
+                lambda: self._s3.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=dst_key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": done},
+                )
+            )
+        except BaseException:
+            await self._abort(dst_key, upload_id)
+            raise
+
+    async def delete(self, path: str) -> None:
+        key = self._key(path)
+        # The path may be a file or a prefix, so both go; and unfinished multipart
+        # uploads below it are aborted, so that none keeps being billed. The three
+        # are independent: one round trip of latency, not three.
+        await asyncio.gather(
+            self._delete_keys([key, *(key + s for s in _SIDECARS)]),
+            self._delete_below(key),
+            self._abort_uploads_under(key),
+        )
+
+    async def _abort_uploads_under(self, key: str) -> None:
+        for upload_key, upload_id in await self._uploads_under(key):
+            await self._abort(upload_key, upload_id)
+
+    async def _delete_below(self, key: str) -> None:
+        token: str | None = None
+        while True:
+            kwargs: Any = {"Bucket": self._bucket, "Prefix": key + "/", "MaxKeys": DELETE_BATCH}
+            if token is not None:
+                kwargs["ContinuationToken"] = token
+            resp = await self._call(partial(self._s3.list_objects_v2, **kwargs))
+            keys = [obj["Key"] for obj in resp.get("Contents", [])]
+            if keys:
+                await self._delete_keys(keys)
+            token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+            if token is None:
+                break
+
+    async def _uploads_under(self, key: str) -> builtins.list[tuple[str, str]]:
+        """Multipart uploads for ``key`` itself or any key below it."""
+        found: builtins.list[tuple[str, str]] = []
+        markers: Any = {}
+        while True:
+            kwargs: Any = {"Bucket": self._bucket, "Prefix": key, **markers}
+            resp = await self._call(partial(self._s3.list_multipart_uploads, **kwargs))
+            for up in resp.get("Uploads", []):
+                k = up.get("Key", "")
+                if k == key or k.startswith(key + "/"):
+                    found.append((k, up.get("UploadId", "")))
+            if not resp.get("IsTruncated"):
+                return found
+            markers = {
+                "KeyMarker": resp.get("NextKeyMarker", ""),
+                "UploadIdMarker": resp.get("NextUploadIdMarker", ""),
+            }
+
+    # -- the rest
+
+    async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
+        key = self._key(path)
+        return await self._call(
+            lambda: self._s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": key},
+                ExpiresIn=expires_in,
+            )
+        )
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._pool.shutdown, True)
+        self._s3.close()
