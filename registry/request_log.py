@@ -129,6 +129,27 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def uvicorn_log_config(level: str, fmt: str) -> dict[str, Any]:
+    """uvicorn's own lines (start, stop, errors) in the registry's format, so that a JSON
+    log holds nothing but JSON. Passed to uvicorn, which applies it in every worker."""
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"registry": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {
+            "registry": {
+                "class": "logging.StreamHandler",
+                "formatter": "registry",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["registry"], "level": level.upper(), "propagate": False},
+        },
+    }
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
