@@ -85,7 +85,7 @@ def image(
 
 def index(children: list[Image], docker: bool = False) -> Image:
     platforms = [{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}]
-    doc = {
+    doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": DOCKER_LIST if docker else OCI_INDEX,
         "manifests": [
