@@ -7,7 +7,8 @@ Measures
 * small requests with ``wrk``: manifest GET by tag, blob HEAD, a tags/list page.
 
 Usage: python benchmarks/compare.py [--size-mib 1024] [--workers 2] [--duration 10]
-Needs: docker-registry and wrk (apt-get install docker-registry wrk).
+Needs: docker-registry, wrk, ab and curl (apt-get install docker-registry wrk
+apache2-utils curl).
 """
 
 from __future__ import annotations
@@ -144,25 +145,76 @@ def blob_digest(size: int) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def push_pull(server: Server, size: int, digest: str) -> tuple[float, float]:
+def push_pull(server: Server, blob: Path, digest: str) -> tuple[float, float]:
+    """Push as docker does (POST, one streamed PATCH, PUT ?digest=) and pull, with curl:
+    a C client, so the figures are the servers', not a Python client's."""
     with httpx.Client(base_url=server.url, timeout=600) as c:
         t0 = time.perf_counter()
         r = c.post("/v2/bench/big/blobs/uploads/")
-        loc = r.headers["Location"]
-        r = c.patch(loc, content=body(size), headers={"Content-Type": "application/octet-stream"})
-        assert r.status_code == 202, r.text
-        url = httpx.URL(r.headers["Location"]).copy_merge_params({"digest": digest})
+        location = httpx.URL(server.url).join(r.headers["Location"])
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-X",
+                "PATCH",
+                "-T",
+                str(blob),
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                "Expect:",
+                str(location),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert " 202" in out.splitlines()[0], out
+        headers = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
+        after = {k.lower(): v.strip() for k, v in headers.items()}["location"]
+        url = httpx.URL(server.url).join(after).copy_merge_params({"digest": digest})
         r = c.put(url)
         assert r.status_code == 201, r.text
         push = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        got = 0
-        with c.stream("GET", f"/v2/bench/big/blobs/{digest}") as r:
-            for chunk in r.iter_raw(CHUNK):
-                got += len(chunk)
-        pull = time.perf_counter() - t0
-        assert got == size
+    t0 = time.perf_counter()
+    size = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            f"{server.url}/v2/bench/big/blobs/{digest}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pull = time.perf_counter() - t0
+    assert int(size) == blob.stat().st_size
     return push, pull
+
+
+def ab_head(url: str, duration: int) -> float:
+    """HEAD throughput with ab (wrk waits for a body after a HEAD answer)."""
+    out = subprocess.run(
+        ["ab", "-k", "-i", "-q", "-c", "32", "-t", str(duration), "-n", "10000000", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("Non-2xx responses"):
+            raise RuntimeError(f"errors from {url}: {line}")
+        if line.startswith("Requests per second:"):
+            return float(line.split()[3])
+    raise RuntimeError(out)
 
 
 def wrk(url: str, duration: int, method: str = "GET") -> float:
@@ -198,7 +250,7 @@ def small_requests(server: Server, duration: int) -> dict[str, float]:
         layer = push_blob(c, "bench/small", os.urandom(1000))
     return {
         "manifest GET": wrk(f"{server.url}/v2/bench/small/manifests/latest", duration),
-        "blob HEAD": wrk(f"{server.url}/v2/bench/small/blobs/{layer}", duration, "HEAD"),
+        "blob HEAD": ab_head(f"{server.url}/v2/bench/small/blobs/{layer}", duration),
         "tags page (n=50)": wrk(f"{server.url}/v2/bench/small/tags/list?n=50", duration),
     }
 
@@ -211,18 +263,23 @@ def main() -> None:
     parser.add_argument("--only", choices=["registry", "distribution"])
     args = parser.parse_args()
     size = args.size_mib * CHUNK
-    for tool in ("docker-registry", "wrk"):
+    for tool in ("docker-registry", "wrk", "ab", "curl"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install {tool}")
     digest = blob_digest(size)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        blob = Path(tmp) / "blob.bin"
+        with blob.open("wb") as f:
+            for part in body(size):
+                f.write(part)
         for kind in ("distribution", "registry"):
             if args.only and kind != args.only:
                 continue
             server = Server(kind, Path(tmp), args.workers)
             try:
-                push, pull = push_pull(server, size, digest)
+                subprocess.run(["sync"], check=True)  # start both with the disk idle
+                push, pull = push_pull(server, blob, digest)
                 rss = peak_rss_mib(server.proc.pid)
                 res = {
                     f"push {args.size_mib} MiB (s)": push,

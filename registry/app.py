@@ -6,16 +6,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from registry import errors
+from registry import errors, metrics
+from registry.auth import Authorizer, TokenService, authorize_request
 from registry.config import Config, load_config
 from registry.errors import RegistryError, error_response
+from registry.gc import background_collector, reference_budget
+from registry.health import ReadinessCheck
+from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.request_log import RequestLogMiddleware, setup_logging
-from registry.routes import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
+from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import RegistryStore
 from storage_backends import InvalidPathError, StorageError
 from storage_backends.factory import open_driver
@@ -26,22 +31,54 @@ log = logging.getLogger("registry")
 def create_app(config: Config) -> FastAPI:
     setup_logging(config.log.level, config.log.format)
     driver = open_driver(config.storage)
+    if config.metrics.enabled:
+        driver = metrics.InstrumentedDriver(driver)
+
+    inflight = InflightRequests()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        collector = background_collector(app.state.store, config, app.state.readonly)
+        if collector is not None:
+            collector.start()
         yield
+        if collector is not None:
+            await collector.stop()
+        # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
+        await inflight.drain(grace=10.0)
         await driver.close()
+        metrics.process_exit()
 
     app = FastAPI(
-        title="registry", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+        title="registry",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        # Authorization first: an anonymous write learns nothing about read-only mode.
+        dependencies=[Depends(authorize_request), Depends(refuse_writes_when_readonly)],
     )
     app.state.config = config
-    app.state.store = RegistryStore(driver)
+    # Pushes must write within this of claiming what they reference (registry/gc).
+    app.state.store = RegistryStore(
+        driver, reference_budget=reference_budget(config.gc.grace_period)
+    )
+    app.state.readonly = ReadOnlyState(
+        driver, config.storage.readonly, config.storage.readonly_flag_ttl
+    )
+    app.state.readiness = ReadinessCheck(driver, config.health.storage_timeout)
+    authorizer = Authorizer.from_config(config.auth)  # None: auth.mode none
+    app.state.authorizer = authorizer
 
     # Order matters: the catalog before the catch-all name patterns, and upload
     # sessions before blobs/<digest>.
-    for module in (base, catalog, uploads, blobs, manifests, tags, referrers):
+    for module in (base, catalog, uploads, blobs, manifests, tags, referrers, ops):
         app.include_router(module.router)
+    if config.metrics.enabled:
+        app.include_router(ops.metrics_router)
+    if authorizer is not None and authorizer.token is not None and authorizer.token.issuer:
+        app.state.token_service = TokenService(authorizer)
+        app.include_router(token.router)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:
@@ -78,12 +115,25 @@ def create_app(config: Config) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
 
+    if config.metrics.enabled:
+        app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(RequestLogMiddleware, enabled=config.log.access_log)
+    app.add_middleware(TrackRequests, inflight=inflight)
     return app
+
+
+# uvicorn pauses reading a request body whenever 64 KiB wait unread, so a 1 GiB push
+# costs some 16,000 pause/resume round trips through the event loop. Blob bodies are
+# consumed in 4 MiB blocks (store/uploads.py), so let that much wait in the socket
+# buffer; memory per upload stays bounded (about 3 blocks).
+BODY_HIGH_WATER = 4 * 1024 * 1024
 
 
 def app_from_environment() -> FastAPI:
     """The uvicorn factory used by ``registry serve``: config file and REGISTRY_* env."""
     import os
 
+    import uvicorn.protocols.http.httptools_impl as httptools_impl
+
+    httptools_impl.HIGH_WATER_LIMIT = BODY_HIGH_WATER  # type: ignore[attr-defined]
     return create_app(load_config(os.environ.get("REGISTRY_CONFIG_FILE") or None))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import math
 import os
-import sys
+import shutil
+import tempfile
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from registry.config import Config, load_config
+from registry import ops_commands
+from registry.auth import commands as auth_commands
+from registry.config import Config
+from registry.config_check import load_or_exit
+from registry.gc import command as gc_command
+from registry.request_log import uvicorn_log_config
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
 # exactly the configuration the parent validated.
@@ -24,11 +30,19 @@ _FLAG_ENV = {
 
 
 def _load(config_file: str | None) -> Config:
-    try:
-        return load_config(config_file)
-    except (ValidationError, ValueError, OSError) as exc:
-        print(f"registry: invalid configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return load_or_exit(config_file)
+
+
+def _multiprocess_metrics(workers: int) -> None:
+    """With several workers, each writes its metrics to a fresh folder that /metrics on
+    any of them sums (prometheus_client's multiprocess mode); removed at exit."""
+    if workers <= 1:
+        return
+    from registry.metrics import MULTIPROC_ENV
+
+    path = tempfile.mkdtemp(prefix="registry-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    atexit.register(shutil.rmtree, path, True)
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -41,14 +55,18 @@ def serve(args: argparse.Namespace) -> None:
         if value is not None:
             os.environ[env] = os.path.abspath(value) if flag == "data_dir" else str(value)
     config = _load(os.environ.get("REGISTRY_CONFIG_FILE"))
+    auth_commands.check_auth_or_exit(config)
     if config.storage.driver == "filesystem":
         root = os.path.abspath(config.storage.filesystem.rootdirectory)
         os.makedirs(root, exist_ok=True)
         os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
     http = config.http
+    _multiprocess_metrics(http.workers if config.metrics.enabled else 1)
     uvicorn.run(
         "registry.app:app_from_environment",
         factory=True,
+        http="httptools",  # app.py tunes its flow control for large pushes
+        loop="uvloop",
         host=http.host,
         port=http.port,
         workers=http.workers,
@@ -56,9 +74,10 @@ def serve(args: argparse.Namespace) -> None:
         ssl_keyfile=http.tls_key,
         proxy_headers=True,
         forwarded_allow_ips=http.forwarded_allow_ips,
-        timeout_graceful_shutdown=int(http.graceful_timeout),
+        timeout_graceful_shutdown=math.ceil(http.graceful_timeout),
         access_log=False,
         log_level=config.log.level,
+        log_config=uvicorn_log_config(config.log.level, config.log.format),
         server_header=False,
     )
 
@@ -76,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     p.set_defaults(func=serve)
+    ops_commands.add_commands(commands)
+    gc_command.add_command(commands)
+    auth_commands.add_commands(commands)
     return parser
 
 

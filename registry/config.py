@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -89,7 +89,16 @@ class StorageConfig(Section):
     filesystem: FilesystemConfig = FilesystemConfig()
     s3: S3Config = S3Config()
     delete: DeleteConfig = DeleteConfig()
+    # Refuse every push and delete (405), e.g. for a mirror. For maintenance windows use
+    # `registry readonly on|off` instead: a flag object in storage, seen by all workers.
     readonly: bool = False
+    # How long a process trusts its last read of that flag object.
+    readonly_flag_ttl: float = 2.0
+
+    @field_validator("readonly_flag_ttl", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
 
 
 class UploadsConfig(Section):
@@ -110,11 +119,167 @@ class LogConfig(Section):
     access_log: bool = True
 
 
+class MetricsConfig(Section):
+    # Serve Prometheus metrics at /metrics and time the storage driver's operations.
+    enabled: bool = True
+
+
+class HealthConfig(Section):
+    # Longest /health/ready waits for the storage backend before it answers 503.
+    storage_timeout: float = 5.0
+
+    @field_validator("storage_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+# --- auth: docs/auth.md is the reference; roles and patterns are checked by registry.auth.
+
+
+class AuthUserConfig(Section):
+    password_hash: str = Field(repr=False)  # bcrypt ($2b$/$2y$/$2a$)
+    groups: list[str] = []
+
+
+class AuthGrantConfig(Section):
+    repositories: list[str]  # name patterns: "team-a/*", "*/base", "*"
+    role: str
+    users: list[str] = []  # "*": every authenticated user
+    groups: list[str] = []
+
+
+class AnonymousGrantConfig(Section):
+    repositories: list[str]
+    role: str = "reader"
+
+
+class LoginLimitConfig(Section):
+    # More failed logins than this for one user name within `window` are refused unchecked.
+    max_failures: int = 5
+    window: float = 60.0
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class TokenAuthConfig(Section):
+    # Where clients get tokens; unset: the built-in endpoint, <this registry>/auth/token.
+    realm: str | None = None
+    service: str = "registry"  # the audience (aud) of tokens
+    issuer: str = "registry"  # the issuer (iss) written and accepted
+    # The built-in token service signs tokens and serves /auth/token and
+    # /.well-known/jwks.json. Off: only tokens from the external `realm` are accepted.
+    builtin: bool = True
+    key_file: str = "token-signing-key.pem"  # generated on first start when absent
+    algorithm: Literal["RS256", "ES256"] = "ES256"
+    kid_format: Literal["rfc7638", "libtrust"] = "rfc7638"
+    lifetime: float = 300.0
+    refresh_lifetime: float = 30 * 86400.0
+    leeway: float = 30.0
+    # Verification: accepted algorithms and the keys of an external issuer.
+    algorithms: list[Literal["RS256", "ES256"]] = ["RS256", "ES256"]
+    trusted_keys: list[str] = []  # PEM files of public keys or certificates
+    rootcertbundle: str | None = None  # PEM certificates (also roots for x5c chains)
+    jwks: str | None = None  # a JWKS file
+
+    @field_validator("lifetime", "refresh_lifetime", "leeway", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("lifetime")
+    @classmethod
+    def _at_least_a_minute(cls, v: float) -> float:
+        if v < 60:
+            raise ValueError("tokens must live at least 60s (token.md)")
+        return v
+
+
+class AuthConfig(Section):
+    mode: Literal["none", "basic", "token"] = "none"
+    realm: str = "registry"  # the realm of Basic challenges
+    htpasswd: str | None = None  # bcrypt users file, managed by `registry user`
+    users: dict[str, AuthUserConfig] = {}
+    groups: dict[str, list[str]] = {}  # group -> member user names
+    roles: dict[str, list[str]] = {}  # more roles beside reader/writer/maintainer/admin
+    grants: list[AuthGrantConfig] = []
+    anonymous: list[AnonymousGrantConfig] = []
+    login_limit: LoginLimitConfig = LoginLimitConfig()
+    token: TokenAuthConfig = TokenAuthConfig()
+
+
+# --- gc: docs/gc.md is the reference; registry/gc/ evaluates these.
+
+
+class RetentionPolicyConfig(Section):
+    # Repository name patterns: "*" stays within one path component, "**" spans several.
+    repositories: list[str] = ["**"]
+    # Keep this many of the most recently pushed (unprotected) tags.
+    keep_last: int | None = Field(default=None, ge=0)
+    # Delete (unprotected) tags not pushed for this long.
+    older_than: float | None = None
+    # Tag patterns never deleted, e.g. ["latest", "v*"].
+    protect: list[str] = []
+
+    @field_validator("older_than", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> RetentionPolicyConfig:
+        if self.keep_last is None and self.older_than is None:
+            raise ValueError("a retention policy needs keep_last, older_than or both")
+        return self
+
+
+class UntaggedConfig(Section):
+    # delete: manifests no tag reaches (not even as an index child or as a referrer of
+    # a kept manifest) go once older than `older_than` and the grace period.
+    policy: Literal["keep", "delete"] = "delete"
+    older_than: float = Field(default=0.0, ge=0)
+
+    @field_validator("older_than", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class GcConfig(Section):
+    # Collect in the background of `registry serve`; `registry gc` works either way.
+    enabled: bool = True
+    interval: float = Field(default=3600.0, gt=0)
+    # Nothing pushed, uploaded or linked more recently than this is deleted.
+    grace_period: float = Field(default=3600.0, ge=0)
+    # The storage lease that lets one collection run at a time across all processes.
+    lease_ttl: float = Field(default=60.0, ge=5)
+    untagged: UntaggedConfig = UntaggedConfig()
+    retention: list[RetentionPolicyConfig] = []
+
+    @field_validator("interval", "grace_period", "lease_ttl", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _yaml_list(cls, v: Any) -> Any:
+        # REGISTRY_GC_RETENTION carries the list as YAML (or JSON) text.
+        return yaml.safe_load(v) if isinstance(v, str) else v
+
+
 class Config(Section):
     http: HttpConfig = HttpConfig()
     storage: StorageConfig = StorageConfig()
     uploads: UploadsConfig = UploadsConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    auth: AuthConfig = AuthConfig()
+    gc: GcConfig = GcConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry import errors
+from registry.auth import may_pull
 from registry.errors import RegistryError
 from registry.reference import Digest, check_name, parse_content_range, parse_digest
 from registry.routes.params import config_of, repository, store_of
@@ -49,7 +50,13 @@ async def start_upload(request: Request, name: str) -> Response:
     mount, source = params.get("mount"), params.get("from")
     if mount and source:
         digest = parse_digest(mount)
-        if await store.blobs.mount(name, digest, check_name(source)) is not None:
+        source_name = check_name(source)
+        # Mounting needs pull on the source. Without it this is an ordinary upload (202),
+        # so the answer tells nothing about what the source holds.
+        mounted = may_pull(request, source_name) and (
+            await store.blobs.mount(name, digest, source_name) is not None
+        )
+        if mounted:
             return _blob_created(name, digest)
         # Not mountable: fall through to an ordinary upload session (202), as the spec says.
     if params.get("digest") is not None:

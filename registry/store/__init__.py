@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.store.blobs import BlobInfo, BlobStore
+from registry.store.blobs import DEFAULT_REFERENCE_BUDGET, BlobBusyError, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
 from registry.store.manifests import ManifestStore, StoredManifest
 from registry.store.referrers import ReferrersIndex
@@ -13,16 +13,19 @@ from storage_backends import Driver
 class RegistryStore:
     """Everything the routes need, over one driver."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(
+        self, driver: Driver, *, reference_budget: float = DEFAULT_REFERENCE_BUDGET
+    ) -> None:
         self.driver = driver
         self.catalog = Catalog(driver)
-        self.blobs = BlobStore(driver, self.catalog)
+        self.blobs = BlobStore(driver, self.catalog, reference_budget)
         self.referrers = ReferrersIndex(driver)
         self.manifests = ManifestStore(driver, self.blobs, self.referrers, self.catalog)
         self.uploads = UploadStore(driver, self.blobs)
 
 
 __all__ = [
+    "BlobBusyError",
     "BlobInfo",
     "BlobStore",
     "Catalog",

@@ -3,6 +3,10 @@
 ::
 
     blobs/<alg>/<hex[:2]>/<hex>/data                      each blob once, content-addressed
+    blobs/<alg>/<hex[:2]>/<hex>/claimed                   empty; modified = the last time a
+                                                          push relied on the digest (GC)
+    blobs/<alg>/<hex[:2]>/<hex>/collecting                tombstone: the garbage collector
+                                                          is deleting what holds the digest
     repositories/<name>/_layers/<alg>/<hex>               blob linked into a repository
     repositories/<name>/_manifests/revisions/<alg>/<hex>  manifest in a repository (JSON:
                                                           mediaType, size, subject)
@@ -11,6 +15,11 @@
     repositories/<name>/_uploads/<id>/data                upload session bytes
     repositories/<name>/_uploads/<id>/state               upload session state (JSON)
     catalog/<name>!                                       one marker per repository
+    uploading/<name>!                                     marker: <name> has had upload
+                                                          sessions (the collector purges
+                                                          expired ones; never removed)
+    gc/lease                                              who collects garbage now (JSON)
+    gc/clock                                              written to read the storage's time
 
 Repository name components cannot start with ``_`` (grammar), so ``_layers`` and the
 rest never clash with a nested repository. The catalog marker ends in ``!``, which
@@ -29,14 +38,44 @@ BLOBS = "blobs"
 REPOSITORIES = "repositories"
 CATALOG = "catalog"
 CATALOG_SUFFIX = "!"
+UPLOADING = "uploading"
+# The files of a blob's folder.
+DATA = "data"
+CLAIMED = "claimed"
+COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
+GC = "gc"
 
 
 def blob_data(digest: Digest) -> str:
-    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+    return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/{DATA}"
 
 
 def blob_dir(digest: Digest) -> str:
     return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+def blob_claimed(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/{CLAIMED}"
+
+
+def blob_collecting(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/{COLLECTING}"
+
+
+def blob_shards(algorithm: str) -> str:
+    """The folder of the ``<hex[:2]>`` shards of one algorithm."""
+    return f"{BLOBS}/{algorithm}"
+
+
+def blob_shard(algorithm: str, shard: str) -> str:
+    return f"{BLOBS}/{algorithm}/{shard}"
+
+
+def blob_file_in_shard(relative: str) -> tuple[str, str] | None:
+    """``(hex, file name)`` of a path listed recursively below a shard, e.g.
+    ``abcd.../claimed``; None for anything else."""
+    parts = relative.split("/")
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def repository(name: str) -> str:
@@ -75,6 +114,17 @@ def referrer(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers(name, subject)}/{referrer.algorithm}-{referrer.hex}"
 
 
+def referrers_index(name: str) -> str:
+    """The referrer entries of every subject in ``name``."""
+    return f"{REPOSITORIES}/{name}/_referrers"
+
+
+def listed_digest(relative: str) -> str:
+    """The digest string of a path listed recursively below ``_layers``, ``revisions``
+    (``<alg>/<hex>``) or a subject's referrers (``<alg>-<hex>``)."""
+    return relative.replace("/", ":", 1) if "/" in relative else relative.replace("-", ":", 1)
+
+
 def uploads(name: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads"
 
@@ -93,6 +143,18 @@ def upload_state(name: str, upload_id: str) -> str:
 
 def catalog_marker(name: str) -> str:
     return f"{CATALOG}/{name}{CATALOG_SUFFIX}"
+
+
+def gc_lease() -> str:
+    return f"{GC}/lease"
+
+
+def gc_clock() -> str:
+    return f"{GC}/clock"
+
+
+def uploading_marker(name: str) -> str:
+    return f"{UPLOADING}/{name}{CATALOG_SUFFIX}"
 
 
 def catalog_name(marker: str) -> str:

@@ -4,7 +4,8 @@ A manifest's bytes are a blob (stored once by digest); its revision record in th
 repository says it belongs there and keeps its media type, size and subject. Writes go
 in the order content -> revision -> referrer entry -> tag, so a crash at any point
 leaves at worst an untagged manifest for the garbage collector, never a tag pointing
-at nothing.
+at nothing. Before writing, a PUT claims every digest it relies on (BlobStore.claim), so
+that a collection running meanwhile spares them or the PUT fails cleanly.
 """
 
 from __future__ import annotations
@@ -12,17 +13,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry import errors
 from registry.errors import RegistryError
 from registry.manifest import Manifest, parse_manifest
-from registry.reference import Digest, check_tag, is_digest_reference, parse_digest
+from registry.reference import (
+    Digest,
+    check_tag,
+    is_digest_reference,
+    is_valid_tag,
+    parse_digest,
+)
 from registry.store import layout
-from registry.store.blobs import BlobStore
+from registry.store.blobs import BlobBusyError, BlobStore
 from registry.store.catalog import Catalog
 from registry.store.referrers import ReferrersIndex
 from storage_backends import Driver, PathNotFoundError
+
+# Claims are made again when checking the references took longer than the budget.
+_CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -54,15 +66,20 @@ class ManifestStore:
         return await self.revision(name, digest)
 
     async def tag_target(self, name: str, tag: str) -> Digest:
-        check_tag(tag)
+        """The digest a tag points at. A string that cannot be a tag is not stored either:
+        reads answer MANIFEST_UNKNOWN (404) for it, as the conformance suite expects;
+        only writes answer TAG_INVALID."""
+        unknown = RegistryError(
+            errors.MANIFEST_UNKNOWN,
+            f"manifest tagged {tag[:200]!r} is not in {name!r}",
+            detail={"tag": tag[:200]},
+        )
+        if not is_valid_tag(tag):
+            raise unknown
         try:
             raw = await self.driver.get(layout.tag(name, tag))
         except PathNotFoundError:
-            raise RegistryError(
-                errors.MANIFEST_UNKNOWN,
-                f"manifest tagged {tag!r} is not in {name!r}",
-                detail={"tag": tag},
-            ) from None
+            raise unknown from None
         return parse_digest(raw.decode())
 
     async def revision(self, name: str, digest: Digest) -> StoredManifest:
@@ -116,9 +133,10 @@ class ManifestStore:
                 detail={"digest": str(expected)},
             )
         manifest = parse_manifest(body, content_type)
-        await self._check_references(name, manifest)
+        present = await self._claim_references(name, digest, manifest, tags)
 
-        await self.blobs.put_small(digest, body)
+        if digest not in present:
+            await self.blobs.put_small(digest, body)
         stored = StoredManifest(
             digest,
             manifest.media_type,
@@ -126,6 +144,9 @@ class ManifestStore:
             str(manifest.subject.digest) if manifest.subject else None,
         )
         record = {"mediaType": stored.media_type, "size": stored.size, "subject": stored.subject}
+        # The catalog marker before the revision: the garbage collector finds
+        # repositories through it, so it must not miss one that holds a manifest.
+        await self.catalog.add(name)
         await self.driver.put(layout.revision(name, digest), json.dumps(record).encode())
         if manifest.subject is not None:
             await self.referrers.add(
@@ -136,15 +157,60 @@ class ManifestStore:
             )
         for tag in tags:
             await self.driver.put(layout.tag(name, tag), str(digest).encode())
-        await self.catalog.add(name)
         return stored, manifest
 
-    async def _check_references(self, name: str, manifest: Manifest) -> None:
+    async def _claim_references(
+        self, name: str, digest: Digest, manifest: Manifest, tags: Sequence[str]
+    ) -> set[Digest]:
+        """Claim the manifest, what it references and what its tags name now (so that
+        the collector cannot delete a tag this PUT is about to rewrite), check the
+        references, and return the claimed digests whose data exists. The writes that
+        follow start within the reference budget of the claims, so the claims are made
+        again when checking took longer."""
+        wanted = [
+            digest,
+            *(d.digest for d in manifest.blobs),
+            *(d.digest for d in manifest.manifests),
+            *await self._tag_targets(name, tags),
+        ]
+        for _ in range(_CLAIM_ATTEMPTS):
+            started = time.monotonic()
+            try:
+                present = await self.blobs.claim(wanted)
+            except BlobBusyError as exc:
+                raise RegistryError(
+                    errors.MANIFEST_BLOB_UNKNOWN,
+                    f"{exc.digest} is being garbage-collected; push it again",
+                    detail={"digests": [str(exc.digest)]},
+                ) from None
+            await self._check_references(name, manifest, present)
+            if time.monotonic() - started <= self.blobs.reference_budget:
+                return present
+        raise RegistryError(
+            errors.MANIFEST_BLOB_UNKNOWN,
+            "the manifest's references could not be confirmed in time; push it again",
+        )
+
+    async def _tag_targets(self, name: str, tags: Sequence[str]) -> list[Digest]:
+        async def target(tag: str) -> Digest | None:
+            try:
+                return parse_digest((await self.driver.get(layout.tag(name, tag))).decode())
+            except (PathNotFoundError, RegistryError, UnicodeDecodeError):
+                return None
+
+        found = await asyncio.gather(*(target(t) for t in tags))
+        return [d for d in found if d is not None]
+
+    async def _check_references(self, name: str, manifest: Manifest, present: set[Digest]) -> None:
+        """Everything must be claimed with its data present, and linked (blobs) or a
+        revision (index children) in ``name``; checked after the claims, as the
+        collector's argument requires."""
+
         async def missing_blob(d: Digest) -> bool:
-            return not await self.blobs.is_linked(name, d)
+            return d not in present or not await self.blobs.is_linked(name, d)
 
         async def missing_manifest(d: Digest) -> bool:
-            return not await self.has_revision(name, d)
+            return d not in present or not await self.has_revision(name, d)
 
         checks = [missing_blob(d.digest) for d in manifest.blobs]
         checks += [missing_manifest(d.digest) for d in manifest.manifests]

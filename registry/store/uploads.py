@@ -33,7 +33,7 @@ from registry import errors
 from registry.errors import RegistryError
 from registry.reference import Digest
 from registry.store import layout
-from registry.store.blobs import BlobInfo, BlobStore
+from registry.store.blobs import BlobBusyError, BlobInfo, BlobStore
 from storage_backends import Driver, FileWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -121,8 +121,14 @@ class UploadStore:
         self.driver = driver
         self.blobs = blobs
         self._hashers = _Hashers()
+        self._marked: set[str] = set()  # repositories whose uploading marker is written
 
     async def create(self, name: str) -> UploadState:
+        # The marker lets the garbage collector find sessions of repositories that
+        # never got a blob (and so are not in the catalog).
+        if name not in self._marked:
+            await self.driver.put(layout.uploading_marker(name), b"")
+            self._marked.add(name)
         state = UploadState(uuid.uuid4().hex, time.time())
         await self.driver.put(layout.upload_state(name, state.upload_id), state.dump())
         return state
@@ -139,10 +145,13 @@ class UploadStore:
         )
 
     async def size(self, name: str, state: UploadState) -> int:
+        # Ask a writer: the bytes of an open (closed, uncommitted) driver file need not
+        # be visible to stat -- on S3 they are an unfinished multipart upload.
+        writer = await self.driver.writer(layout.upload_data(name, state.upload_id), append=True)
         try:
-            return (await self.driver.stat(layout.upload_data(name, state.upload_id))).size
-        except PathNotFoundError:
-            return 0
+            return writer.size
+        finally:
+            await writer.close()
 
     async def append(
         self,
@@ -184,11 +193,11 @@ class UploadStore:
     async def commit(self, name: str, state: UploadState, digest: Digest) -> BlobInfo:
         """Verify the whole upload against ``digest`` and make it visible in ``name``."""
         data = layout.upload_data(name, state.upload_id)
-        size = await self.size(name, state)
-        if size == 0:
-            # POST-then-PUT of an empty blob never opened the data file.
-            writer = await self.driver.writer(data)
-            await writer.commit()
+        # Committing makes the bytes a readable file (S3: completes the multipart upload;
+        # an upload that never received a byte becomes an empty file).
+        writer = await self.driver.writer(data, append=True)
+        size = writer.size
+        await writer.commit()
         hexdigest: str | None = None
         if digest.algorithm == "sha256":
             hasher = self._hashers.take(state.upload_id, size)
@@ -207,13 +216,35 @@ class UploadStore:
                 f"upload has digest {digest.algorithm}:{hexdigest}, not {digest}",
                 detail={"digest": str(digest)},
             )
-        if await self.blobs.exists(digest):
+        # Claimed before the data and link are placed (the garbage collector then spares
+        # the blob or has finished with it), and again if placing them outlasted the
+        # reference budget: a 201 means a recent claim, which the collector honours for
+        # its grace period.
+        claimed_at = time.monotonic()
+        try:
+            present = digest in await self.blobs.claim([digest])
+        except BlobBusyError:
+            raise RegistryError(
+                errors.UNAVAILABLE,
+                f"{digest} is being garbage-collected; retry",
+                headers={"Retry-After": "5"},
+            ) from None
+        if present:
             await self.driver.delete(data)
         else:
             await self.driver.move(data, layout.blob_data(digest))
         await self.blobs.link(name, digest)
         await self.driver.delete(layout.upload_dir(name, state.upload_id))
         self._hashers.drop(state.upload_id)
+        try:
+            confirmed = await self.blobs.confirm(digest, claimed_at)
+        except BlobBusyError:
+            confirmed = False
+        if not confirmed:
+            raise RegistryError(
+                errors.UNAVAILABLE,
+                f"{digest} was garbage-collected while it was stored; upload it again",
+            )
         return BlobInfo(digest, size)
 
     async def cancel(self, name: str, upload_id: str) -> None:
@@ -223,9 +254,9 @@ class UploadStore:
     async def list_ids(self, name: str) -> list[str]:
         return [i for i in await self.driver.list(layout.uploads(name)) if UPLOAD_ID_RE.match(i)]
 
-    async def purge_expired(self, name: str, older_than: float) -> int:
-        """Remove the sessions of ``name`` not touched since ``older_than``; returns how many."""
-        purged = 0
+    async def expired_ids(self, name: str, older_than: float) -> list[str]:
+        """The sessions of ``name`` not touched since ``older_than`` (storage time)."""
+        expired = []
         for upload_id in await self.list_ids(name):
             try:
                 info = await self.driver.stat(layout.upload_state(name, upload_id))
@@ -233,9 +264,16 @@ class UploadStore:
             except PathNotFoundError:
                 modified = 0.0
             if modified < older_than:
-                await self.cancel(name, upload_id)
-                purged += 1
-        return purged
+                expired.append(upload_id)
+        return expired
+
+    async def purge_expired(self, name: str, older_than: float) -> int:
+        """Remove the sessions of ``name`` not touched since ``older_than``; returns how many.
+        On S3 the driver's delete also aborts the sessions' multipart uploads."""
+        expired = await self.expired_ids(name, older_than)
+        for upload_id in expired:
+            await self.cancel(name, upload_id)
+        return len(expired)
 
 
 def upload_location(name: str, upload_id: str) -> str:

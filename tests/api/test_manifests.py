@@ -311,3 +311,13 @@ def test_docker_manifest_content_type_is_kept(client: httpx.Client, repo: str) -
     push_image(client, repo, img, tag="v1")
     r = client.get(f"/v2/{repo}/manifests/v1")
     assert r.headers["Content-Type"] == DOCKER_MANIFEST
+
+
+def test_malformed_tag_reads_as_unknown(client: httpx.Client, repo: str) -> None:
+    """A string that cannot be a tag names nothing: 404 on reads (conformance suite)."""
+    push_image(client, repo, image(), tag="v1")
+    for method in ("GET", "HEAD", "DELETE"):
+        r = client.request(method, f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME")
+        assert r.status_code == 404, method
+        if method != "HEAD":
+            assert error_code(r) == "MANIFEST_UNKNOWN"

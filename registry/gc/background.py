@@ -1,0 +1,95 @@
+"""The collector as a background task of ``registry serve``: one run every interval.
+
+Every worker process runs this loop; the storage lease lets one of them (or one
+replica, or a ``registry gc`` started by hand) collect at a time, and the others skip
+that round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from registry.config import Config
+from registry.gc.collector import CollectionBusyError, CollectionReport, Collector
+from registry.gc.lease import LeaseLostError
+from registry.maintenance import ReadOnlyState
+from registry.store import RegistryStore
+
+log = logging.getLogger("registry.gc")
+
+STOP_TIMEOUT = 10.0
+
+
+class BackgroundCollector:
+    def __init__(
+        self,
+        collector: Collector,
+        interval: float,
+        *,
+        paused: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.collector = collector
+        self.interval = interval
+        # Asked before each run; True skips it (read-only maintenance, for one).
+        self.paused = paused
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="registry-gc")
+
+    async def stop(self) -> None:
+        """Cancel the loop; a run in progress removes its tombstones and lease first."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+        if not done:
+            log.warning("gc: the collection did not stop within %.0fs", STOP_TIMEOUT)
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
+
+    async def _loop(self) -> None:
+        while True:
+            # A little jitter keeps the workers of one server from asking for the
+            # lease at the same moment every time.
+            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
+            await self.run_once()
+
+    async def run_once(self) -> CollectionReport | None:
+        """One collection, unless paused or another process holds the lease. Failures
+        are logged: the next interval tries again."""
+        try:
+            if self.paused is not None and await self.paused():
+                log.info("gc: skipped, the registry is read-only")
+                return None
+            return await self.collector.run()
+        except CollectionBusyError:
+            log.debug("gc: skipped, another process is collecting")
+        except LeaseLostError as exc:
+            log.error("gc: stopped: %s", exc)
+        except Exception:
+            log.exception("gc: the collection failed")
+        return None
+
+
+def background_collector(
+    store: RegistryStore, config: Config, readonly: ReadOnlyState
+) -> BackgroundCollector | None:
+    """The loop ``registry serve`` runs, or None when ``gc.enabled`` is off or the
+    registry is read-only by configuration. Runs are skipped while the read-only
+    maintenance flag is set; ``registry gc`` by hand still works then."""
+    if not config.gc.enabled or config.storage.readonly:
+        return None
+
+    async def paused() -> bool:
+        return await readonly.flag() is not None
+
+    collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
+    return BackgroundCollector(collector, config.gc.interval, paused=paused)

@@ -1,0 +1,78 @@
+"""``registry gc [--dry-run]``: one collection from the command line, with the code the
+server runs in the background. Safe while the registry serves: it takes the same lease.
+
+Exit status: 0 done, 2 invalid configuration, 75 (EX_TEMPFAIL) another collection holds
+the lease -- try again later, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from registry.config import Config
+from registry.config_check import load_or_exit
+from registry.gc.collector import CollectionBusyError, CollectionReport, Collector, reference_budget
+from registry.gc.lease import LeaseLostError
+from registry.request_log import setup_logging
+from registry.store import RegistryStore
+from storage_backends import StorageError
+from storage_backends.factory import open_driver
+
+EXIT_BUSY = 75
+
+
+def add_command(commands: Any) -> None:
+    p = commands.add_parser(
+        "gc",
+        help="collect garbage once: unused blobs and manifests, expired tags and uploads",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="change nothing; list what a collection would delete"
+    )
+    p.add_argument("--config", help="YAML configuration file (default: $REGISTRY_CONFIG_FILE)")
+    p.add_argument("--data-dir", help="filesystem storage folder (overrides the configuration)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=gc_command)
+
+
+def gc_command(args: argparse.Namespace) -> None:
+    if args.data_dir:
+        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = os.path.abspath(args.data_dir)
+    config = load_or_exit(args.config or os.environ.get("REGISTRY_CONFIG_FILE") or None)
+    setup_logging(config.log.level, config.log.format)
+    try:
+        report = asyncio.run(collect_once(config, dry_run=args.dry_run))
+    except CollectionBusyError as exc:
+        print(f"registry gc: {exc}; try again later", file=sys.stderr)
+        raise SystemExit(EXIT_BUSY) from None
+    except (LeaseLostError, StorageError) as exc:
+        print(f"registry gc: failed: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
+
+
+async def collect_once(config: Config, *, dry_run: bool = False) -> CollectionReport:
+    driver = open_driver(config.storage)
+    try:
+        store = RegistryStore(driver, reference_budget=reference_budget(config.gc.grace_period))
+        collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
+        return await collector.run(dry_run=dry_run)
+    finally:
+        await driver.close()
+
+
+def render(report: CollectionReport) -> str:
+    lines = []
+    if report.dry_run:
+        lines += [f"would delete tag {t}" for t in report.tags_deleted]
+        lines += [f"would delete manifest {m}" for m in report.manifests_deleted]
+        lines += [f"would delete blob {b}" for b in report.blobs_deleted]
+    lines.append(report.summary())
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Retention policies, evaluated without I/O: which tags go, and from when untagged
+manifests may go.
+
+Tag policies (GitLab's cleanup-policy semantics): the first policy whose repository
+pattern matches applies. A tag is deleted when it matches no protected pattern and every
+condition the policy sets holds: it is not among the ``keep_last`` most recently pushed
+unprotected tags, and it was last pushed more than ``older_than`` seconds ago. Protected
+tags are never deleted and do not count towards ``keep_last``.
+
+Patterns: ``*`` is any run of characters within one ``/``-separated component, ``**``
+any run including ``/``, ``?`` one character other than ``/``; the rest is literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    """A tag as the collector found it: its target and when it was last pushed."""
+
+    name: str
+    digest: str
+    pushed_at: float  # seconds since the epoch (the storage's clock)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    repositories: tuple[str, ...] = ("**",)
+    keep_last: int | None = None
+    older_than: float | None = None  # seconds
+    protect: tuple[str, ...] = ()
+
+    def protects(self, tag: str) -> bool:
+        return any(glob_matches(p, tag) for p in self.protect)
+
+
+@dataclass(frozen=True)
+class UntaggedPolicy:
+    delete: bool = True
+    older_than: float = 0.0  # seconds
+
+
+@lru_cache(maxsize=1024)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def glob_matches(pattern: str, value: str) -> bool:
+    return _glob_regex(pattern).fullmatch(value) is not None
+
+
+def policy_for(repository: str, policies: Sequence[RetentionPolicy]) -> RetentionPolicy | None:
+    """The first policy whose repository patterns match ``repository``."""
+    for policy in policies:
+        if any(glob_matches(p, repository) for p in policy.repositories):
+            return policy
+    return None
+
+
+def expired_tags(
+    tags: Iterable[TagRecord], policy: RetentionPolicy, now: float
+) -> list[TagRecord]:
+    """The tags ``policy`` deletes at time ``now``, sorted by name."""
+    if policy.keep_last is None and policy.older_than is None:
+        return []
+    candidates = [t for t in tags if not policy.protects(t.name)]
+    # Newest first; equal push times (S3 keeps whole seconds) rank by name, greater first,
+    # so that the order is total and a re-evaluation agrees with the first.
+    candidates.sort(key=lambda t: (t.pushed_at, t.name), reverse=True)
+    expired = []
+    for rank, tag in enumerate(candidates):
+        if policy.keep_last is not None and rank < policy.keep_last:
+            continue
+        if policy.older_than is not None and now - tag.pushed_at <= policy.older_than:
+            continue
+        expired.append(tag)
+    return sorted(expired, key=lambda t: t.name)
+
+
+def untagged_cutoff(policy: UntaggedPolicy, now: float, grace_period: float) -> float | None:
+    """Untagged manifests nothing reaches may go when last pushed before this time; None:
+    the policy keeps them all. Never later than the grace period allows."""
+    if not policy.delete:
+        return None
+    return now - max(policy.older_than, grace_period)

@@ -1,0 +1,24 @@
+"""Fixtures of the garbage-collection tests: a registry whose own collector is off (the
+tests run ``registry gc`` when they mean to), per backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import BACKENDS, start_server
+from tests.server import RegistryServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def gc_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> RegistryServer:
+    """One server per module and backend, background collection off."""
+    return start_server(
+        request, tmp_path_factory.mktemp("gc"), request.param, config={"gc": {"enabled": False}}
+    )
