@@ -164,8 +164,10 @@ def _key(loc: tuple[int | str, ...]) -> str:
         if model is not None and isinstance(part, str) and part in model.model_fields:
             parts.append(part)
             annotation = model.model_fields[part].annotation
-            is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            model = annotation if is_model else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+            else:
+                model = None
         elif model is not None:
             parts.append(str(part))  # an unknown key (extra_forbidden) or a list index
             model = None

@@ -27,7 +27,7 @@ from storage_backends.base import (
     check_prefix,
 )
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 4 << 20  # 4 MiB reads: as fast as distribution's sendfile on pulls
 
 
 class FilesystemWriter:
