@@ -27,12 +27,12 @@ from starlette.requests import Request
 
 from registry import errors
 from registry.errors import RegistryError
+from registry.store import layout
 from storage_backends import Driver, PathNotFoundError
 
 log = logging.getLogger("registry.maintenance")
 
 # Beside the layout's top-level prefixes (blobs/, repositories/, catalog/).
-FLAG_PATH = "maintenance/readonly"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RETRY_AFTER = "60"
 
@@ -59,19 +59,19 @@ class MaintenanceFlag:
 
 async def read_flag(driver: Driver) -> MaintenanceFlag | None:
     try:
-        return MaintenanceFlag.load(await driver.get(FLAG_PATH))
+        return MaintenanceFlag.load(await driver.get(layout.readonly_flag()))
     except PathNotFoundError:
         return None
 
 
 async def set_flag(driver: Driver, reason: str = "") -> MaintenanceFlag:
     flag = MaintenanceFlag(time.time(), reason)
-    await driver.put(FLAG_PATH, flag.dump())
+    await driver.put(layout.readonly_flag(), flag.dump())
     return flag
 
 
 async def clear_flag(driver: Driver) -> None:
-    await driver.delete(FLAG_PATH)
+    await driver.delete(layout.readonly_flag())
 
 
 class ReadOnlyState:

@@ -20,6 +20,7 @@
                                                           expired ones; never removed)
     gc/lease                                              who collects garbage now (JSON)
     gc/clock                                              written to read the storage's time
+    maintenance/readonly                                  read-only maintenance flag (JSON)
 
 Repository name components cannot start with ``_`` (grammar), so ``_layers`` and the
 rest never clash with a nested repository. The catalog marker ends in ``!``, which
@@ -143,6 +144,10 @@ def upload_state(name: str, upload_id: str) -> str:
 
 def catalog_marker(name: str) -> str:
     return f"{CATALOG}/{name}{CATALOG_SUFFIX}"
+
+
+def readonly_flag() -> str:
+    return "maintenance/readonly"
 
 
 def gc_lease() -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.maintenance import FLAG_PATH, ReadOnlyState
+from registry.maintenance import ReadOnlyState
+from registry.store import layout
 from storage_backends import PathNotFoundError, StorageError
 from tests.conftest import start_server
 from tests.images import image, push_image
@@ -90,7 +91,7 @@ def test_maintenance_switch_reaches_every_worker(
 
     out = readonly_cli(server, "on", "--reason", "moving to new disks")
     assert "maintenance: read-only since" in out and "moving to new disks" in out
-    assert (server.data_dir / FLAG_PATH).exists()
+    assert (server.data_dir / layout.readonly_flag()).exists()
     time.sleep(ttl + 0.2)
     # New connections, so that the requests land on all the workers.
     for _ in range(12):
@@ -125,7 +126,7 @@ class _FlagDriver:
         self.broken = False
 
     async def get(self, path: str) -> bytes:
-        assert path == FLAG_PATH
+        assert path == layout.readonly_flag()
         self.reads += 1
         if self.broken:
             raise StorageError("backend down")
