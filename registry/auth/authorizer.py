@@ -48,7 +48,7 @@ from registry.auth.tokens import (
 )
 from registry.config import AuthConfig
 from registry.errors import RegistryError
-from registry.reference import check_name
+from registry.reference import check_name, is_valid_name
 
 log = logging.getLogger("registry.auth")
 
@@ -278,8 +278,9 @@ class Authorizer:
         assert self.token is not None
         realm = self.token.realm or str(request.base_url).rstrip("/") + TOKEN_PATH
         parts = [f'realm="{_quote(realm)}"', f'service="{_quote(self.token.service)}"']
-        if needed:
-            parts.append(f'scope="{_quote(" ".join(str(s) for s in needed))}"')
+        wanted = [*needed, *_mount_source(request)]
+        if wanted:
+            parts.append(f'scope="{_quote(" ".join(str(s) for s in wanted))}"')
         if error:
             parts.append(f'error="{error}"')
         return "Bearer " + ",".join(parts)
@@ -343,6 +344,17 @@ class Authorizer:
 
 def _pull(name: str) -> ResourceScope:
     return ResourceScope(REPOSITORY, name, frozenset({PULL}))
+
+
+def _mount_source(request: Request) -> list[ResourceScope]:
+    """A cross-repository mount also wants pull on its source. Not required -- without
+    it the registry starts a plain upload -- but named in the challenge, as distribution
+    does, so that a client taking its scope from the challenge can get a token that
+    mounts."""
+    source = request.query_params.get("from")
+    if request.method != "POST" or not request.query_params.get("mount") or not source:
+        return []
+    return [_pull(source)] if is_valid_name(source) else []
 
 
 def _caller(request: Request) -> tuple[Authorizer | None, Caller | None]:

@@ -726,3 +726,16 @@ def test_catalog_token_for_a_user_without_grants_of_their_own(http: httpx.Client
     assert jwt.decode(token, options={"verify_signature": False})["access"] == [
         {"type": "registry", "name": "catalog", "actions": ["*"]}
     ]
+
+
+def test_mount_challenge_names_the_source(token_server: RegistryServer, http: httpx.Client) -> None:
+    """As distribution does: a client that takes its scope from the challenge can get a
+    token that mounts."""
+    r = http.post(
+        "/v2/team-a/target/blobs/uploads/",
+        params={"mount": "sha256:" + "a" * 64, "from": "team-a/source"},
+    )
+    assert r.status_code == 401
+    challenge = r.headers["www-authenticate"]
+    assert "repository:team-a/target:pull,push" in challenge
+    assert "repository:team-a/source:pull" in challenge
