@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -295,6 +295,10 @@ class InstrumentedDriver:
     async def delete(self, path: str) -> None:
         with self._timed("delete"):
             await self.inner.delete(path)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        with self._timed("delete_many"):
+            await self.inner.delete_many(paths)
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
         with self._timed("url_for"):

@@ -13,7 +13,7 @@ everything about layout and meaning lives in ``registry/store``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -64,6 +64,14 @@ def check_path(path: str) -> str:
 def check_prefix(prefix: str) -> str:
     """Like check_path, for a directory prefix; the empty prefix is the root."""
     return check_path(prefix) if prefix else prefix
+
+
+def check_paths(paths: Sequence[str]) -> list[str]:
+    """``paths`` as a list if every one passes check_path, else raise InvalidPathError.
+    A lone string is a TypeError: as a sequence it is its characters, valid paths all."""
+    if isinstance(paths, str):
+        raise TypeError(f"expected a sequence of paths, got the string {paths!r}")
+    return [check_path(p) for p in paths]
 
 
 @runtime_checkable
@@ -138,6 +146,17 @@ class Driver(Protocol):
 
     async def delete(self, path: str) -> None:
         """Delete a file or everything below a prefix; missing paths are fine."""
+        ...
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Delete the files at ``paths``, in no particular order and possibly at once;
+        missing ones are fine. Only files: a path that is a prefix leaves what is below
+        it alone, and what an uncommitted writer holds is ``delete``'s to remove. Every
+        path is checked before anything is deleted, and the call returns (or raises)
+        only when every delete has finished, so that two calls in a row order their
+        deletes.
+        On S3 this costs one request per 1000 paths, where ``delete`` costs three per
+        path."""
         ...
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:

@@ -17,7 +17,7 @@ import builtins
 import itertools
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +32,7 @@ from storage_backends.base import (
     PathNotFoundError,
     StorageError,
     check_path,
+    check_paths,
     check_prefix,
 )
 
@@ -375,22 +376,34 @@ class S3Driver:
         except BotoCoreError as e:
             raise StorageError(f"s3: {e}") from e
 
-    async def _delete_keys(self, keys: list[str]) -> None:
-        for i in range(0, len(keys), DELETE_BATCH):
-            batch: Any = {
-                "Objects": [{"Key": k} for k in keys[i : i + DELETE_BATCH]],
-                "Quiet": True,
-            }
-            resp = await self._call(
-                partial(self._s3.delete_objects, Bucket=self._bucket, Delete=batch)
+    async def _delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete objects (not prefixes), 1000 keys per DeleteObjects request, the
+        requests side by side in the pool. Returns or raises only when all of them have
+        finished: a caller ordering its deletes must not have one still in flight."""
+        unique = list(dict.fromkeys(keys))
+        batches = [unique[i : i + DELETE_BATCH] for i in range(0, len(unique), DELETE_BATCH)]
+        if len(batches) == 1:
+            await self._delete_batch(batches[0])
+            return
+        results = await asyncio.gather(
+            *(self._delete_batch(b) for b in batches), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _delete_batch(self, keys: builtins.list[str]) -> None:
+        batch: Any = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        resp = await self._call(partial(self._s3.delete_objects, Bucket=self._bucket, Delete=batch))
+        # Quiet: only failures are listed. A missing key is none (AWS never lists one,
+        # but some compatible servers do).
+        errors = [e for e in resp.get("Errors", []) if e.get("Code") not in _MISSING]
+        if errors:
+            first = errors[0]
+            raise StorageError(
+                f"s3: could not delete {len(errors)} keys, e.g. "
+                f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
             )
-            errors = resp.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise StorageError(
-                    f"s3: could not delete {len(errors)} keys, e.g. "
-                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
-                )
 
     async def _abort(self, key: str, upload_id: str) -> None:
         def abort() -> None:
@@ -713,6 +726,9 @@ class S3Driver:
             self._delete_below(key),
             self._abort_uploads_under(key),
         )
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        await self._delete_keys([self._root + p for p in check_paths(paths)])
 
     async def _abort_uploads_under(self, key: str) -> None:
         for upload_key, upload_id in await self._uploads_under(key):

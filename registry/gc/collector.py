@@ -45,7 +45,10 @@ The collector deletes what holds a digest in a *cycle*: (C1) write ``collecting`
 tag, its target: anything newer than the cutoff -- run start minus the grace period --
 or changed since the mark spares the digest; (C3) delete referrer entries before
 revisions, parents before index children, links before data, data before ``claimed``;
-(C4) remove ``collecting``.
+(C4) remove ``collecting``. The files of one step of C3 (all the links, all the referrer
+entries, a level of the index tree) go in one ``Driver.delete_many`` -- on S3 one
+request per 1000 files -- which has finished before the next step starts; files that
+must go in order are never in one batch.
 
 Why a racing manifest PUT either succeeds with its blobs kept or fails cleanly with
 MANIFEST_BLOB_UNKNOWN, and never succeeds pointing at a deleted blob. Take a PUT that
@@ -322,10 +325,15 @@ class _Run:
     async def _list(self, prefix: str, recursive: bool = False) -> list[str]:
         return await self._io(self.driver.list(prefix, recursive=recursive))
 
-    async def _delete(self, path: str) -> None:
+    async def _delete(self, paths: Sequence[str]) -> None:
+        """Delete the files ``paths`` of one step of C3, which may go in any order or
+        at once (on S3 one request per 1000). Steps that must follow one another are
+        separate calls: each returns only when all its deletes are done."""
         assert self.lease is not None, "a dry run deletes nothing"
+        if not paths:
+            return
         self.lease.check()
-        await self._io(self.driver.delete(path))
+        await self._io(self.driver.delete_many(paths))
 
     async def _claimed_fresh(self, digest: Digest) -> bool:
         claimed = await self._modified(layout.blob_claimed(digest))
@@ -344,9 +352,9 @@ class _Run:
             written.append(d)
 
         async def remove() -> None:
-            await asyncio.gather(
-                *(self._io(self.driver.delete(layout.blob_collecting(d))) for d in written)
-            )
+            if written:
+                paths = [layout.blob_collecting(d) for d in written]
+                await self._io(self.driver.delete_many(paths))
 
         try:
             await asyncio.gather(*(write(d) for d in digests))
@@ -422,7 +430,7 @@ class _Run:
         stale = [d for d, f in blobs.items() if f.collecting]
         if stale:
             log.warning("gc: removing %d tombstones left by an interrupted collection", len(stale))
-            await self._each(stale, lambda d: self._delete(layout.blob_collecting(d)))
+            await self._delete([layout.blob_collecting(d) for d in stale])
 
     # ------------------------------------------------------------------ retention
 
@@ -461,19 +469,24 @@ class _Run:
                 if await self._claimed_fresh(digest):
                     self.report.spared += len(expired[digest])
                     return
-                for repo, record in expired[digest]:
-                    path = layout.tag(repo.name, record.name)
-                    if (
-                        await self._tag_target(repo.name, record.name) != digest
-                        or await self._modified(path) != record.pushed_at
-                    ):
-                        self.report.spared += 1  # pushed again since we looked
-                        continue
-                    await self._delete(path)
+                unchanged = await self._each(expired[digest], lambda e: self._tag_unchanged(*e))
+                doomed = [e for e, same in zip(expired[digest], unchanged, strict=True) if same]
+                self.report.spared += len(expired[digest]) - len(doomed)  # pushed again
+                await self._delete([layout.tag(repo.name, record.name) for repo, record in doomed])
+                for repo, record in doomed:
                     del repo.tags[record.name]
                     self.report.tags_deleted.append(f"{repo.name}:{record.name}")
 
         await self._each(expired, lambda d: self._cycle(lambda: untag(d)))
+
+    async def _tag_unchanged(self, repo: _Repository, record: TagRecord) -> bool:
+        """Whether the tag still names what it named, and was not pushed again, since the
+        run looked at it."""
+        target, modified = await asyncio.gather(
+            self._tag_target(repo.name, record.name),
+            self._modified(layout.tag(repo.name, record.name)),
+        )
+        return str(target) == record.digest and modified == record.pushed_at
 
     async def _tag_target(self, name: str, tag: str) -> Digest | None:
         raw = await self._read(layout.tag(name, tag))
@@ -614,20 +627,39 @@ class _Run:
                     self.report.spared += 1
                     await self._reach(repo, [d])
             doomed = [(repo, d) for repo, d in component if d not in repo.kept]
-            for repo, d in _parents_first(doomed, children):
-                await self._delete_revision(repo, d)
+            await self._delete_revisions(doomed, children)
 
-    async def _delete_revision(self, repo: _Repository, digest: Digest) -> None:
+    async def _delete_revisions(
+        self,
+        doomed: list[tuple[_Repository, Digest]],
+        children: dict[tuple[str, Digest], set[Digest]],
+    ) -> None:
+        """C3 for manifests: every referrer entry, then the revisions one level of the
+        index tree at a time, parents first."""
+        found = await self._each(doomed, lambda n: self._revision_subject(*n))
+        stored = [n for n, (present, _) in zip(doomed, found, strict=True) if present]
+        entries = [
+            layout.referrer(repo.name, subject, d)
+            for (repo, d), (_, subject) in zip(doomed, found, strict=True)
+            if subject is not None
+        ]
+        await self._delete(entries)
+        for level in _parents_first(stored, children):
+            await self._delete([layout.revision(repo.name, d) for repo, d in level])
+            self.report.manifests_deleted += [f"{repo.name}@{d}" for repo, d in level]
+
+    async def _revision_subject(
+        self, repo: _Repository, digest: Digest
+    ) -> tuple[bool, Digest | None]:
+        """Whether the revision is still stored, and the subject it names if any."""
         try:
             stored = await self._io(self.store.manifests.revision(repo.name, digest))
         except RegistryError:
-            return  # deleted meanwhile (DELETE by digest)
+            return False, None  # deleted meanwhile (DELETE by digest)
         if stored.subject is not None:
             with contextlib.suppress(RegistryError):
-                subject = parse_digest(stored.subject)
-                await self._delete(layout.referrer(repo.name, subject, digest))
-        await self._delete(layout.revision(repo.name, digest))
-        self.report.manifests_deleted.append(f"{repo.name}@{digest}")
+                return True, parse_digest(stored.subject)
+        return True, None
 
     # ------------------------------------------------------------------ sweep blobs
 
@@ -675,26 +707,24 @@ class _Run:
             if await self._claimed_fresh(digest):
                 self.report.spared += 1
                 return
-            for repo in old_links:
-                path = layout.layer_link(repo.name, digest)
-                modified = await self._modified(path)
-                if modified is None:
-                    continue
-                if modified > self.cutoff:
-                    fresh_link = True
-                    continue
-                await self._delete(path)
-                self.report.links_deleted += 1
+            paths = [layout.layer_link(repo.name, digest) for repo in old_links]
+            times = await self._each(paths, self._modified)
+            fresh_link |= any(t is not None and t > self.cutoff for t in times)
+            doomed = [
+                p for p, t in zip(paths, times, strict=True) if t is not None and t <= self.cutoff
+            ]
+            await self._delete(doomed)  # links, before the data
+            self.report.links_deleted += len(doomed)
             if not unused or fresh_link:
                 return
             data = await self._stat(layout.blob_data(digest))
             if data is not None:
                 if data.modified > self.cutoff:
                     return
-                await self._delete(layout.blob_data(digest))
+                await self._delete([layout.blob_data(digest)])  # the data, before the claim
                 self.report.blobs_deleted.append(str(digest))
                 self.report.bytes_freed += data.size
-            await self._delete(layout.blob_claimed(digest))
+            await self._delete([layout.blob_claimed(digest)])
 
 
 def _digest_or_none(listed: str) -> Digest | None:
@@ -711,28 +741,33 @@ def _digests(listing: Iterable[str]) -> set[Digest]:
 def _parents_first(
     nodes: list[tuple[_Repository, Digest]],
     children: dict[tuple[str, Digest], set[Digest]],
-) -> list[tuple[_Repository, Digest]]:
-    """``nodes`` ordered so that an index comes before the children it lists (content
-    addressing rules out cycles), so that no served index lacks a child."""
+) -> list[list[tuple[_Repository, Digest]]]:
+    """``nodes`` in levels, each index in a level before the children it lists (content
+    addressing rules out cycles), so that no served index lacks a child. No node lists
+    another of its own level, so a level may be deleted at once."""
     keys = {(repo.name, d): (repo, d) for repo, d in nodes}
     pending = {k: 0 for k in keys}
-    for (name, d) in keys:
+    for name, d in keys:
         for child in children.get((name, d), set()):
             if (name, child) in pending:
                 pending[(name, child)] += 1
-    ready = sorted(k for k, n in pending.items() if n == 0)
-    ordered: list[tuple[_Repository, Digest]] = []
-    while ready:
-        key = ready.pop()
-        ordered.append(keys[key])
-        for child in sorted(children.get(key, set())):
-            ck = (key[0], child)
-            if ck in pending:
-                pending[ck] -= 1
-                if pending[ck] == 0:
-                    ready.append(ck)
-    seen = {(repo.name, d) for repo, d in ordered}
-    return ordered + [keys[k] for k in sorted(keys) if k not in seen]
+    level = sorted(k for k, n in pending.items() if n == 0)
+    levels: list[list[tuple[_Repository, Digest]]] = []
+    seen: set[tuple[str, Digest]] = set()
+    while level:
+        levels.append([keys[k] for k in level])
+        seen.update(level)
+        following: list[tuple[str, Digest]] = []
+        for key in level:
+            for child in children.get(key, set()):
+                ck = (key[0], child)
+                if ck in pending:
+                    pending[ck] -= 1
+                    if pending[ck] == 0:
+                        following.append(ck)
+        level = sorted(following)
+    rest = [keys[k] for k in sorted(keys) if k not in seen]
+    return [*levels, rest] if rest else levels
 
 
 __all__ = [

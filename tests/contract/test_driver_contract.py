@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import threading
+import time
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
+from botocore.stub import Stubber
 from hypothesis import given
 from hypothesis import strategies as st
 
+from registry.config import S3Config
 from storage_backends.base import (
     Driver,
     FileWriter,
@@ -412,6 +417,55 @@ async def test_delete_pages_through_more_than_1000_keys(backend: Backend, driver
     assert backend.list_stored() == []
 
 
+async def test_delete_many_deletes_the_files_and_ignores_missing_ones(
+    backend: Backend, driver: Driver
+) -> None:
+    await put_all(driver, ["m/1", "m/10", "m/1-x", "m/b/2", "m/b/3", "m/c/4", "keep"])
+    doomed = ["m/1", "m/b/2", "m/c/4", "m/1", "missing", "m/none/x", "keep/below"]
+    await driver.delete_many(doomed)
+    left = ["keep", "m/1-x", "m/10", "m/b/3"]  # siblings sharing a key prefix stay
+    assert await driver.list("", recursive=True) == left
+    assert backend.list_stored() == left
+    await driver.delete_many([])
+    await driver.delete_many(doomed)
+    assert backend.list_stored() == left
+
+
+async def test_delete_many_leaves_prefixes_alone(backend: Backend, driver: Driver) -> None:
+    await put_all(driver, ["d/x", "d/e/y"])
+    await driver.delete_many(["d", "d/e"])
+    assert backend.list_stored() == ["d/e/y", "d/x"]
+
+
+async def test_delete_many_deletes_over_1000_files_in_a_request_per_1000(
+    backend: Backend, driver: Driver
+) -> None:
+    files = [f"bulk/{i // 100}/{i}" for i in range(1100)]
+    await put_all(driver, [*files, "bulk/kept"])
+    requests: list[str] = []
+    in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def before(model: Any, **_: Any) -> None:
+        with lock:
+            requests.append(model.name)
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+
+    def after(**_: Any) -> None:
+        with lock:
+            in_flight[0] -= 1
+
+    if isinstance(driver, S3Driver):
+        driver._s3.meta.events.register("before-call.s3", before)
+        driver._s3.meta.events.register("after-call.s3", after)
+    await driver.delete_many(files)
+    assert backend.list_stored() == ["bulk/kept"]
+    if backend.name == "s3":
+        assert requests == ["DeleteObjects", "DeleteObjects"]
+        assert in_flight[1] == 2  # side by side
+
+
 # -- concurrency
 
 
@@ -464,6 +518,18 @@ async def test_invalid_paths_are_refused(driver: Driver, bad: str) -> None:
     if bad:  # the empty prefix is the root
         with pytest.raises(InvalidPathError):
             await driver.list(bad)
+
+
+async def test_delete_many_refuses_invalid_paths_before_deleting_any(
+    backend: Backend, driver: Driver
+) -> None:
+    await driver.put("ok", b"x")
+    for bad in BAD_PATHS:
+        with pytest.raises(InvalidPathError):
+            await driver.delete_many(["ok", bad])
+    with pytest.raises(TypeError):  # a string is a sequence of one-letter paths
+        await driver.delete_many("ok")
+    assert backend.list_stored() == ["ok"]
 
 
 # -- redirects
@@ -572,6 +638,47 @@ async def test_s3_writer_holds_at_most_one_part(s3_backend: Backend) -> None:
         assert len(w._buf) < MIN_PART  # type: ignore[attr-defined]
     await w.commit()
     assert await read_all(driver, "mem/data") == data
+
+
+async def test_s3_delete_many_raises_on_keys_left_but_not_on_missing_ones() -> None:
+    """DeleteObjects answers 200 with the keys it could not delete; some servers list
+    missing keys there too. Stubbed: RGW cannot be made to refuse a delete."""
+    config = S3Config(
+        bucket="b", endpoint_url="http://127.0.0.1:9", access_key_id="k", secret_access_key="s"
+    )
+    driver = S3Driver(config)
+    missing = {"Key": "a", "Code": "NoSuchKey", "Message": "gone"}
+    denied = {"Key": "b", "Code": "AccessDenied", "Message": "no"}
+    finished: list[str] = []
+
+    def slow_second_batch(params: Any, **_: Any) -> None:
+        if params["Delete"]["Objects"][0]["Key"] == "k1000":
+            time.sleep(0.3)
+
+    def done(**_: Any) -> None:
+        finished.append("done")
+
+    events = driver._s3.meta.events
+    events.register("before-parameter-build.s3.DeleteObjects", slow_second_batch)
+    events.register("after-call.s3.DeleteObjects", done)
+    try:
+        with Stubber(driver._s3) as stub:
+            stub.add_response("delete_objects", {"Errors": [missing]})
+            await driver.delete_many(["a"])
+            stub.add_response("delete_objects", {"Errors": [denied]})
+            with pytest.raises(StorageError, match="AccessDenied"):
+                await driver.delete_many(["b"])
+            # One batch failing: the call waits for the other before it raises, so
+            # that no delete of it is still in flight when the caller goes on.
+            stub.add_response("delete_objects", {"Errors": [denied]})
+            stub.add_response("delete_objects", {})
+            finished.clear()
+            with pytest.raises(StorageError, match="AccessDenied"):
+                await driver.delete_many([f"k{i}" for i in range(1500)])
+            assert finished == ["done", "done"]
+            stub.assert_no_pending_responses()
+    finally:
+        await driver.close()
 
 
 def test_part_sizes_fit_a_100_gib_object_in_10000_parts() -> None:

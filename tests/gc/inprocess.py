@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,12 @@ class GatedDriver:
     async def delete(self, path: str) -> None:
         await self._pass("delete", path)
         await self.inner.delete(path)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        # A gate on "delete" of one of the paths holds the whole batch.
+        for path in paths:
+            await self._pass("delete", path)
+        await self.inner.delete_many(paths)
 
     async def move(self, src: str, dst: str) -> None:
         await self._pass("move", dst)
