@@ -103,8 +103,11 @@ class Lease:
         current = await self.holder()
         if current is not None and current.owner != self.owner:
             return False
-        await self._write()
+        # Shielded: a shutdown that cancels us mid-write must still see the write land
+        # and then release it, or a stale lease would block collection for a whole ttl.
+        write = asyncio.ensure_future(self._write())
         try:
+            await asyncio.shield(write)
             if time.monotonic() - started > self.settle / 2:
                 # Our read may be stale, and we may have overwritten a holder (who will
                 # notice at its next renewal and stop): do not collect this time.
@@ -115,6 +118,8 @@ class Lease:
             back = await self.read()
         except BaseException:
             # Cancelled (server shutdown) or failed while settling: leave no lease behind.
+            with contextlib.suppress(Exception):
+                await write
             await asyncio.shield(self.release())
             raise
         if back is None or back.owner != self.owner:
