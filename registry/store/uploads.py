@@ -79,14 +79,16 @@ class _Hashers:
 async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any | None) -> int:
     """Copy ``stream`` to ``writer`` in BLOCK-sized steps, hashing as the bytes pass.
 
-    The write and the hash of one block run in threads (both release the GIL) while the
-    event loop receives the next block, so memory stays at about two blocks."""
+    The event loop only collects the received pieces: joining them into a block, and the
+    write and the hash of that block, run in threads (all release the GIL) while the
+    loop receives the next block. Memory stays at about two blocks."""
     received = 0
     parts: list[bytes] = []
     gathered = 0
     pending: asyncio.Future[Any] | None = None
 
-    async def step(block: bytes) -> None:
+    async def step(pieces: list[bytes]) -> None:
+        block = pieces[0] if len(pieces) == 1 else await asyncio.to_thread(b"".join, pieces)
         if hasher is None:
             await writer.write(block)
         else:
@@ -100,19 +102,18 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
             gathered += len(chunk)
             received += len(chunk)
             if gathered >= BLOCK:
-                block = b"".join(parts)
-                parts.clear()
-                gathered = 0
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(step(block))
+                pending = asyncio.ensure_future(step(parts))
+                parts = []
+                gathered = 0
     finally:
         # Whatever arrived is kept, also when the client went away mid-request: the
         # session's Range then tells the client where to resume.
         if pending is not None:
             await pending
         if parts:
-            await step(b"".join(parts))
+            await step(parts)
     return received
 
 
