@@ -115,6 +115,8 @@ def create_app(config: Config) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
 
+    # The last added is the outermost. RequestLogMiddleware counts status and bytes once
+    # for the log line and the metrics, so MetricsMiddleware must sit inside it.
     if config.metrics.enabled:
         app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(RequestLogMiddleware, enabled=config.log.access_log)

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from registry.request_log import ASGIApp, Message, Receive, Scope, Send
+from registry.request_log import ASGIApp, Receive, RequestStats, Scope, Send
 from storage_backends import (
     Driver,
     FileInfo,
@@ -106,8 +106,9 @@ def method_label(method: str) -> str:
 class MetricsMiddleware:
     """Counts requests, latency and body bytes by route template and status.
 
-    Pure ASGI, so streamed blob bodies pass through untouched; it reads the route after
-    the app ran, when routing has put it in the scope."""
+    Pure ASGI, so streamed blob bodies pass through untouched. It runs inside
+    RequestLogMiddleware and reads the figures that one counted (``RequestStats``), and
+    the route after the app ran, when routing has put it in the scope."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -119,40 +120,22 @@ class MetricsMiddleware:
         started = time.perf_counter()
         method = method_label(scope["method"])
         upload = method in _UPLOAD_METHODS and _UPLOAD_PATH.match(scope["path"]) is not None
-        status = 0
-        bytes_in = 0
-        bytes_out = 0
-
-        async def counting_receive() -> Message:
-            nonlocal bytes_in
-            message = await receive()
-            if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
-            return message
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status, bytes_out
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                bytes_out += len(message.get("body", b""))
-            await send(message)
-
         if upload:
             UPLOADS_IN_PROGRESS.inc()
         try:
-            await self.app(scope, counting_receive, counting_send)
+            await self.app(scope, receive, send)
         finally:
             if upload:
                 UPLOADS_IN_PROGRESS.dec()
+            stats: RequestStats = scope["state"]["stats"]
             route = route_label(scope)
             # No response started: the exception went on to the server error handler.
-            REQUESTS.labels(method, route, str(status or 500)).inc()
+            REQUESTS.labels(method, route, str(stats.status or 500)).inc()
             REQUEST_DURATION.labels(method, route).observe(time.perf_counter() - started)
-            if bytes_in:
-                BYTES_IN.labels(method, route).inc(bytes_in)
-            if bytes_out:
-                BYTES_OUT.labels(method, route).inc(bytes_out)
+            if stats.bytes_in:
+                BYTES_IN.labels(method, route).inc(stats.bytes_in)
+            if stats.bytes_out:
+                BYTES_OUT.labels(method, route).inc(stats.bytes_out)
 
 
 def render() -> bytes:

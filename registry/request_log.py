@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -29,6 +30,16 @@ _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 
 
+@dataclass
+class RequestStats:
+    """What one request did, counted once here and read by the log line and the metrics
+    (``scope["state"]["stats"]``; final once the inner app has returned)."""
+
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
 class RequestLogMiddleware:
     def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
         self.app = app
@@ -40,28 +51,26 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
-        status = 0
-        bytes_in = 0
-        bytes_out = 0
+        stats = RequestStats()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id.decode()
+        state["stats"] = stats
 
         async def counting_receive() -> Message:
-            nonlocal bytes_in
             message = await receive()
             if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
+                stats.bytes_in += len(message.get("body", b""))
             return message
 
         async def tagging_send(message: Message) -> None:
-            nonlocal status, bytes_out
             if message["type"] == "http.response.start":
-                status = message["status"]
+                stats.status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER, request_id))
                 headers.append(API_VERSION)
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
-                bytes_out += len(message.get("body", b""))
+                stats.bytes_out += len(message.get("body", b""))
             await send(message)
 
         try:
@@ -72,14 +81,14 @@ class RequestLogMiddleware:
                     "%s %s %s",
                     scope["method"],
                     scope["path"],
-                    status,
+                    stats.status,
                     extra={
                         "request": {
                             "method": scope["method"],
                             "path": scope["path"],
-                            "status": status,
-                            "bytes_in": bytes_in,
-                            "bytes_out": bytes_out,
+                            "status": stats.status,
+                            "bytes_in": stats.bytes_in,
+                            "bytes_out": stats.bytes_out,
                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                             "request_id": request_id.decode(),
                             "client": (scope.get("client") or ("-",))[0],
