@@ -27,6 +27,18 @@ def _blob_created(name: str, digest: Digest) -> Response:
     )
 
 
+def _progress(name: str, upload_id: str, size: int, status: int) -> Response:
+    headers = progress_headers(name, upload_id, size)
+    headers["Content-Length"] = "0"
+    return Response(status_code=status, headers=headers)
+
+
+def _chunk_start(request: Request) -> int | None:
+    """Where a chunk claims to start (``Content-Range``), if it says."""
+    content_range = request.headers.get("content-range")
+    return parse_content_range(content_range).start if content_range else None
+
+
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     if length is not None:
@@ -70,10 +82,9 @@ async def start_upload(request: Request, name: str) -> Response:
             raise
         return _blob_created(name, digest)
     state = await store.uploads.create(name)
-    headers = progress_headers(name, state.upload_id, 0)
-    headers["OCI-Chunk-Min-Length"] = str(config_of(request).uploads.chunk_min_length)
-    headers["Content-Length"] = "0"
-    return Response(status_code=202, headers=headers)
+    response = _progress(name, state.upload_id, 0, 202)
+    response.headers["OCI-Chunk-Min-Length"] = str(config_of(request).uploads.chunk_min_length)
+    return response
 
 
 @router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
@@ -81,12 +92,8 @@ async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
     name = repository(name)
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
-    content_range = request.headers.get("content-range")
-    start = parse_content_range(content_range).start if content_range else None
-    size = await store.uploads.append(name, state, request.stream(), start)
-    headers = progress_headers(name, upload_id, size)
-    headers["Content-Length"] = "0"
-    return Response(status_code=202, headers=headers)
+    size = await store.uploads.append(name, state, request.stream(), _chunk_start(request))
+    return _progress(name, upload_id, size, 202)
 
 
 @router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
@@ -96,9 +103,7 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
     if _has_body(request):
-        content_range = request.headers.get("content-range")
-        start = parse_content_range(content_range).start if content_range else None
-        await store.uploads.append(name, state, request.stream(), start)
+        await store.uploads.append(name, state, request.stream(), _chunk_start(request))
     await store.uploads.commit(name, state, digest)
     return _blob_created(name, digest)
 
@@ -108,9 +113,7 @@ async def upload_status(request: Request, name: str, upload_id: str) -> Response
     name = repository(name)
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
-    headers = progress_headers(name, upload_id, await store.uploads.size(name, state))
-    headers["Content-Length"] = "0"
-    return Response(status_code=204, headers=headers)
+    return _progress(name, upload_id, await store.uploads.size(name, state), 204)
 
 
 @router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
