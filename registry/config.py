@@ -12,10 +12,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -33,6 +33,10 @@ def parse_duration(value: Any) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+# A duration in seconds, written in configuration as 90s, 15m, 1h, 2d or a number.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,12 +49,7 @@ class HttpConfig(Section):
     tls_key: str | None = None
     # Trust X-Forwarded-Proto/Host from these addresses (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
-    graceful_timeout: float = 30.0
-
-    @field_validator("graceful_timeout", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    graceful_timeout: Duration = 30.0
 
 
 class FilesystemConfig(Section):
@@ -71,13 +70,8 @@ class S3Config(Section):
     max_pool_connections: int = 32
     part_size: int = 16 * 1024 * 1024
     redirect: bool = False
-    redirect_expiry: float = 1200.0
+    redirect_expiry: Duration = 1200.0
     verify_tls: bool = True
-
-    @field_validator("redirect_expiry", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
 
 
 class DeleteConfig(Section):
@@ -93,24 +87,14 @@ class StorageConfig(Section):
     # `registry readonly on|off` instead: a flag object in storage, seen by all workers.
     readonly: bool = False
     # How long a process trusts its last read of that flag object.
-    readonly_flag_ttl: float = 2.0
-
-    @field_validator("readonly_flag_ttl", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    readonly_flag_ttl: Duration = 2.0
 
 
 class UploadsConfig(Section):
     # Smallest PATCH chunk advertised as OCI-Chunk-Min-Length (0: not advertised).
     chunk_min_length: int = 0
     # Sessions idle for longer than this are purged.
-    expiry: float = 24 * 3600.0
-
-    @field_validator("expiry", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    expiry: Duration = 24 * 3600.0
 
 
 class LogConfig(Section):
@@ -126,12 +110,7 @@ class MetricsConfig(Section):
 
 class HealthConfig(Section):
     # Longest /health/ready waits for the storage backend before it answers 503.
-    storage_timeout: float = 5.0
-
-    @field_validator("storage_timeout", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    storage_timeout: Duration = 5.0
 
 
 # --- auth: docs/auth.md is the reference; roles and patterns are checked by registry.auth.
@@ -157,12 +136,7 @@ class AnonymousGrantConfig(Section):
 class LoginLimitConfig(Section):
     # More failed logins than this for one user name within `window` are refused unchecked.
     max_failures: int = 5
-    window: float = 60.0
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    window: Duration = 60.0
 
 
 class TokenAuthConfig(Section):
@@ -176,19 +150,14 @@ class TokenAuthConfig(Section):
     key_file: str = "token-signing-key.pem"  # generated on first start when absent
     algorithm: Literal["RS256", "ES256"] = "ES256"
     kid_format: Literal["rfc7638", "libtrust"] = "rfc7638"
-    lifetime: float = 300.0
-    refresh_lifetime: float = 30 * 86400.0
-    leeway: float = 30.0
+    lifetime: Duration = 300.0
+    refresh_lifetime: Duration = 30 * 86400.0
+    leeway: Duration = 30.0
     # Verification: accepted algorithms and the keys of an external issuer.
     algorithms: list[Literal["RS256", "ES256"]] = ["RS256", "ES256"]
     trusted_keys: list[str] = []  # PEM files of public keys or certificates
     rootcertbundle: str | None = None  # PEM certificates (also roots for x5c chains)
     jwks: str | None = None  # a JWKS file
-
-    @field_validator("lifetime", "refresh_lifetime", "leeway", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
 
     @field_validator("lifetime")
     @classmethod
@@ -220,14 +189,9 @@ class RetentionPolicyConfig(Section):
     # Keep this many of the most recently pushed (unprotected) tags.
     keep_last: int | None = Field(default=None, ge=0)
     # Delete (unprotected) tags not pushed for this long.
-    older_than: float | None = None
+    older_than: Duration | None = None
     # Tag patterns never deleted, e.g. ["latest", "v*"].
     protect: list[str] = []
-
-    @field_validator("older_than", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float | None:
-        return None if v is None else parse_duration(v)
 
     @model_validator(mode="after")
     def _selects_something(self) -> RetentionPolicyConfig:
@@ -240,29 +204,19 @@ class UntaggedConfig(Section):
     # delete: manifests no tag reaches (not even as an index child or as a referrer of
     # a kept manifest) go once older than `older_than` and the grace period.
     policy: Literal["keep", "delete"] = "delete"
-    older_than: float = Field(default=0.0, ge=0)
-
-    @field_validator("older_than", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+    older_than: Duration = Field(default=0.0, ge=0)
 
 
 class GcConfig(Section):
     # Collect in the background of `registry serve`; `registry gc` works either way.
     enabled: bool = True
-    interval: float = Field(default=3600.0, gt=0)
+    interval: Duration = Field(default=3600.0, gt=0)
     # Nothing pushed, uploaded or linked more recently than this is deleted.
-    grace_period: float = Field(default=3600.0, ge=0)
+    grace_period: Duration = Field(default=3600.0, ge=0)
     # The storage lease that lets one collection run at a time across all processes.
-    lease_ttl: float = Field(default=60.0, ge=5)
+    lease_ttl: Duration = Field(default=60.0, ge=5)
     untagged: UntaggedConfig = UntaggedConfig()
     retention: list[RetentionPolicyConfig] = []
-
-    @field_validator("interval", "grace_period", "lease_ttl", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
 
     @field_validator("retention", mode="before")
     @classmethod
