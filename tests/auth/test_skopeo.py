@@ -34,17 +34,8 @@ def same_blobs(a: Path, b: Path) -> None:
         assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    write_oci_layout(src, image(layers=2, layer_size=50_000))
-    return src
-
-
-def test_push_and_pull_with_creds_through_the_token_flow(
-    token_server: RegistryServer, tmp_path: Path, layout: Path
-) -> None:
-    ref = f"docker://{token_server.host}/{unique('team-a')}:v1"
+def push_and_pull(tmp_path: Path, layout: Path, ref: str, pusher: str, puller: str) -> None:
+    """Copy ``layout`` to ``ref`` as ``pusher``, back as ``puller``; compare the blobs."""
     ok(
         skopeo(
             tmp_path,
@@ -52,7 +43,7 @@ def test_push_and_pull_with_creds_through_the_token_flow(
             "--preserve-digests",
             "--dest-tls-verify=false",
             "--dest-creds",
-            f"alice:{PASSWORD}",
+            f"{pusher}:{PASSWORD}",
             f"oci:{layout}:latest",
             ref,
         )
@@ -65,12 +56,26 @@ def test_push_and_pull_with_creds_through_the_token_flow(
             "--preserve-digests",
             "--src-tls-verify=false",
             "--src-creds",
-            f"bob:{PASSWORD}",
+            f"{puller}:{PASSWORD}",
             ref,
             f"oci:{out}:latest",
         )
     )
     same_blobs(layout, out)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    write_oci_layout(src, image(layers=2, layer_size=50_000))
+    return src
+
+
+def test_push_and_pull_with_creds_through_the_token_flow(
+    token_server: RegistryServer, tmp_path: Path, layout: Path
+) -> None:
+    ref = f"docker://{token_server.host}/{unique('team-a')}:v1"
+    push_and_pull(tmp_path, layout, ref, pusher="alice", puller="bob")
     log = token_server.log()
     assert "issued a token to 'alice'" in log and "issued a token to 'bob'" in log
     assert PASSWORD not in log
@@ -136,29 +141,4 @@ def test_push_and_pull_in_basic_mode(
     basic_server: RegistryServer, tmp_path: Path, layout: Path
 ) -> None:
     ref = f"docker://{basic_server.host}/{unique('team-a')}:v1"
-    ok(
-        skopeo(
-            tmp_path,
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            f"alice:{PASSWORD}",
-            f"oci:{layout}:latest",
-            ref,
-        )
-    )
-    out = tmp_path / "out"
-    ok(
-        skopeo(
-            tmp_path,
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            f"dave:{PASSWORD}",
-            ref,
-            f"oci:{out}:latest",
-        )
-    )
-    same_blobs(layout, out)
+    push_and_pull(tmp_path, layout, ref, pusher="alice", puller="dave")
