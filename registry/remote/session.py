@@ -339,10 +339,10 @@ class Session:
             return answer
         if challenge.scheme == "basic" and auth is not None:
             return answer  # the password itself was refused: asking again changes nothing
+        refused = await self._unexpected(answer)
         fresh = await self._authorization(normalize_scopes([*call.scopes, *challenge.scopes]))
         if fresh is None or (auth is not None and fresh.header == auth.header):
-            return answer
-        await answer.aclose()
+            raise refused
         return await self._send(call, url, fresh)
 
     async def _send(self, call: Call, url: str, auth: _Auth | None) -> Answer:
