@@ -53,6 +53,7 @@ class Fault:
     corrupt: bool = False  # flip one byte in the middle of the body
     cut_request_after: int | None = None  # forward this much request body, then drop both
     redirect_to: str | None = None  # answer 307 to this origin with the same path and query
+    headers: dict[str, str] = field(default_factory=dict)  # added to the response
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and bool(
@@ -209,7 +210,7 @@ class FaultProxy:
             error = json.dumps(
                 {"errors": [{"code": _code(fault.status), "message": "injected by the proxy"}]}
             ).encode()
-            extra = [("Content-Type", "application/json")]
+            extra = [("Content-Type", "application/json"), *fault.headers.items()]
             if fault.retry_after is not None:
                 extra.append(("Retry-After", fault.retry_after))
             await self._write_head(writer, fault.status, extra, len(error))
@@ -312,6 +313,8 @@ class FaultProxy:
             if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
         ]
         declared = response.headers.get("content-length")
+        if fault is not None:
+            headers += list(fault.headers.items())
         if fault is not None and fault.delay_headers:
             await asyncio.sleep(fault.delay_headers)
         if method == "HEAD" or response.status_code in (204, 304):
