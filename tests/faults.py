@@ -44,6 +44,7 @@ class Fault:
     method: str | None = None  # None: any method
     path: str = ""  # a regular expression searched in the request path
     times: int | None = 1  # how many matching requests it breaks; None: all of them
+    skip: int = 0  # matching requests to let through before the first one it breaks
     status: int | None = None  # answer this (with an OCI error body) instead of forwarding
     retry_after: str | None = None  # with ``status``
     delay_headers: float = 0.0  # wait this long before the response headers
@@ -164,6 +165,9 @@ class FaultProxy:
         with self._lock:
             for f in self.faults:
                 if f.matches(method, path) and (f.times is None or f.times > 0):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
                     if f.times is not None:
                         f.times -= 1
                     return f

@@ -30,6 +30,7 @@ from registry.remote.errors import (
     RemoteError,
     Unauthorized,
     Unavailable,
+    Unsupported,
     VerificationError,
 )
 from registry.remote.events import RequestHook
@@ -273,20 +274,27 @@ class RegistryClient:
         )
 
     async def delete_tag(self, repository: str, tag: str) -> None:
-        """Untag (distribution-spec 1.1). Remotes without it answer 405: Unsupported."""
+        """Untag (distribution-spec 1.1). Raises Unsupported where the remote cannot:
+        a 405, or distribution before v3, which reads the tag as a digest (400
+        DIGEST_INVALID)."""
         repo, ref = _repo(repository), _reference(tag)
         if ":" in ref:
             raise ValueError("delete_tag takes a tag; use delete_manifest for a digest")
-        await self._fetch(
-            Call(
-                "tag_delete",
-                "DELETE",
-                f"/v2/{repo}/manifests/{ref}",
-                (f"repository:{repo}:delete",),
-                expect=(200, 202, 204),
-            ),
-            64 * 1024,
+        call = Call(
+            "tag_delete",
+            "DELETE",
+            f"/v2/{repo}/manifests/{ref}",
+            (f"repository:{repo}:delete",),
+            expect=(200, 202, 204),
         )
+        try:
+            await self._fetch(call, 64 * 1024)
+        except ProtocolError as exc:
+            if exc.code != "DIGEST_INVALID":
+                raise
+            raise self._error(
+                Unsupported, f"the remote cannot delete tags ({exc.reason})", "tag_delete"
+            ) from None
 
     # ------------------------------------------------------------------ blobs
 
@@ -702,6 +710,18 @@ class RegistryClient:
         session = await self.start_upload(repository)
         await self.finish_upload(session, digest, data, size)
 
+    async def _resumed(self, session: UploadSession) -> UploadSession:
+        """The session where the remote stands, or a new one when the remote dropped it:
+        distribution 2.8 cancels a session whose data moved past the offset in its
+        Location's state, which a PATCH cut mid-body does; the push then starts over."""
+        try:
+            return await self.upload_status(session)
+        except NotFound:
+            log.info(
+                "%s: upload session of %s is gone; starting over", self.name, session.repository
+            )
+            return await self.start_upload(session.repository)
+
     async def push_blob_chunked(
         self,
         repository: str,
@@ -726,9 +746,9 @@ class RegistryClient:
             raise ValueError("chunk_size must be positive")
         if session is None:
             session = await self.start_upload(repository)
-            await _call(on_progress, session)
         else:
-            session = await self.upload_status(session)
+            session = await self._resumed(session)
+        await _call(on_progress, session)
         failures = 0
         while True:
             reader = SourceReader(source(session.offset))
@@ -752,7 +772,7 @@ class RegistryClient:
                     "%s: upload of %s interrupted at %d: %s", self.name, digest, session.offset, exc
                 )
                 await asyncio.sleep(retry_delay * failures)
-                session = await self.upload_status(session)
+                session = await self._resumed(session)
                 await _call(on_progress, session)
             finally:
                 await reader.aclose()

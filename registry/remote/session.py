@@ -358,9 +358,11 @@ class Session:
             sent[0] = len(call.body or b"")
         else:
             content = self._metered(call.body, sent)
-        request = self._http.build_request(
-            call.method, url, params=call.params or None, headers=headers, content=content
-        )
+        target = httpx.URL(url)
+        if call.params:
+            # Merged, not replaced: an upload Location keeps the remote's state in its query.
+            target = target.copy_merge_params(list(call.params))
+        request = self._http.build_request(call.method, target, headers=headers, content=content)
         started = time.monotonic()
         try:
             if call.replayable:
