@@ -55,6 +55,7 @@ class Fault:
     cut_request_after: int | None = None  # forward this much request body, then drop both
     redirect_to: str | None = None  # answer 307 to this origin with the same path and query
     headers: dict[str, str] = field(default_factory=dict)  # added to the response
+    strip_request: tuple[str, ...] = ()  # request headers not forwarded (e.g. "range")
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and bool(
@@ -224,7 +225,8 @@ class FaultProxy:
             return
 
         forward = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
-        forward = [(k, v) for k, v in forward if k.lower() != "content-length"]
+        stripped = {"content-length", *(h.lower() for h in (fault.strip_request if fault else ()))}
+        forward = [(k, v) for k, v in forward if k.lower() not in stripped]
         for k, v in self.add_headers.items():
             forward = [(hk, hv) for hk, hv in forward if hk.lower() != k.lower()]
             forward.append((k, v))

@@ -97,6 +97,23 @@ async def test_blob_ranges(remote: Remote) -> None:
             assert b"".join([c async for c in s]) == data[-3:]
 
 
+async def test_range_ignored_by_the_remote_is_cut_from_the_whole_body(
+    distribution: DistributionServer, proxies: Callable[..., FaultProxy]
+) -> None:
+    img = image(layers=1, layer_size=100_000)
+    repo = unique("reads")
+    seed(distribution, repo, img)
+    digest, data = max(digests(img), key=lambda d: len(d[1]))
+    proxy = proxies(distribution.url)
+    proxy.fault(method="GET", path="/blobs/", strip_request=("range",), times=None)
+    r = ByteRange(5000, 9999)
+    async with RegistryClient(settings(proxy.url)) as client:
+        stream = await client.open_blob(repo, digest, size=len(data), byte_range=r)
+        async with stream:
+            assert stream.status == 200 and stream.partial and stream.size == r.length
+            assert b"".join([c async for c in stream]) == data[5000:10000]
+
+
 async def test_tags_follow_the_link_header_page_by_page(
     remote: Remote, proxies: Callable[..., FaultProxy]
 ) -> None:
