@@ -37,6 +37,7 @@ MAX_REDIRECTS = 5
 ERROR_BODY_MAX = 64 * 1024
 TOKEN_BODY_MAX = 1024 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
+PIECE = 256 * 1024  # a bytes body larger than this is sent (and metered) in pieces
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -58,8 +59,14 @@ class Call:
 
     @property
     def replayable(self) -> bool:
-        """A streamed body cannot be sent twice: no 401 retry, no header timeout."""
+        """A streamed body cannot be sent twice: no 401 retry."""
         return self.body is None or isinstance(self.body, bytes)
+
+    @property
+    def small(self) -> bool:
+        """Sent at once: the whole wait for the response headers can be bounded. A long
+        body is bounded by the idle timeouts instead."""
+        return self.body is None or (isinstance(self.body, bytes) and len(self.body) <= PIECE)
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -313,15 +320,16 @@ class Session:
                         break
             except RemoteError:
                 pass
-        await answer.aclose(error="status")
         text = self.scrub(body[:ERROR_BODY_MAX].decode("utf-8", "replace")).encode()
-        return error_for_status(
+        error = error_for_status(
             answer.status,
             text,
             upstream=self.name,
             operation=answer.operation,
             retry_after=retry_after(answer.headers.get("retry-after")),
         )
+        await answer.aclose(error=type(error).__name__)
+        return error
 
     async def _exchange(self, call: Call, url: str, authorized: bool) -> Answer:
         """One request (and, on a 401 to a replayable request, one retry with new auth)."""
@@ -353,9 +361,11 @@ class Session:
             headers["Content-Length"] = str(call.body_length)
         sent = [0]
         content: bytes | AsyncIterable[bytes] | None
-        if call.body is None or isinstance(call.body, bytes):
+        if call.body is None or (isinstance(call.body, bytes) and call.small):
             content = call.body
             sent[0] = len(call.body or b"")
+        elif isinstance(call.body, bytes):
+            content = self._metered(_pieces(call.body), sent)
         else:
             content = self._metered(call.body, sent)
         target = httpx.URL(url)
@@ -365,8 +375,7 @@ class Session:
         request = self._http.build_request(call.method, target, headers=headers, content=content)
         started = time.monotonic()
         try:
-            if call.replayable:
-                # A sender of a long body is bounded by the idle timeouts instead.
+            if call.small:
                 async with asyncio.timeout(self._header_timeout):
                     response = await self._http.send(request, stream=True)
             else:
@@ -448,6 +457,12 @@ class Session:
         if grant is None:
             raise self.failure(ProtocolError, "the token service answered no token", "token", 200)
         return grant
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(body)
+    for i in range(0, len(body), PIECE):
+        yield bytes(view[i : i + PIECE])
 
 
 def _pick(challenges: list[Challenge]) -> Challenge | None:
