@@ -94,11 +94,7 @@ def _tls_files(http: HttpConfig) -> list[Finding]:
         ]
     found: list[Finding] = []
     if "CERTIFICATE" not in cert_labels:
-        found.append(
-            Finding(
-                cert_loc, f"{_shown(http.tls_cert)} is not a PEM certificate (BEGIN CERTIFICATE)"
-            )
-        )
+        found.append(Finding(cert_loc, f"{_shown(http.tls_cert)} is not a PEM certificate"))
     if "ENCRYPTED PRIVATE KEY" in key_labels:
         found.append(
             Finding(
