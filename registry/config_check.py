@@ -52,7 +52,7 @@ class CheckResult:
 
 
 def check_config(
-    path: str | os.PathLike[str] | None, environ: Mapping[str, str], *, files: bool = True
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str], *, files: bool = False
 ) -> CheckResult:
     """Validate the file (if any) and the environment as ``load_config`` reads them and,
     with ``files``, what ``registry serve`` finds when it starts: the files the

@@ -66,7 +66,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def check_config_command(args: argparse.Namespace) -> None:
-    result = check_config(args.file, os.environ)
+    result = check_config(args.file, os.environ, files=True)
     for problem in result.problems:
         print(problem)
     errors = sum(1 for p in result.problems if p.severity == "error")

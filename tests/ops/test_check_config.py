@@ -134,7 +134,7 @@ def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def only_error(path: Path, text: str) -> str:
     """The one problem check-config finds in a file holding ``text``."""
     path.write_text(text)
-    result = check_config(path, {})
+    result = check_config(path, {}, files=True)
     assert not result.ok
     (problem,) = result.problems
     return str(problem)
@@ -206,7 +206,7 @@ def test_missing_files_name_their_line(tmp_path: Path) -> None:
     )
     (tmp_path / "jwks.json").write_text("{not json")
     config.write_text(jwks)
-    assert [str(p) for p in check_config(config, {}).problems] == [
+    assert [str(p) for p in check_config(config, {}, files=True).problems] == [
         f"{config}:7:20: error: auth.token.trusted_keys.0: {tmp_path}/issuer.pem does not exist",
         f"{config}:6:11: error: auth.token.jwks: {tmp_path}/jwks.json: Expecting property name "
         "enclosed in double quotes: line 1 column 2 (char 1)",
@@ -231,7 +231,7 @@ def test_tls_files_swapped_or_not_matching(tmp_path: Path) -> None:
     junk = f"http:\n  tls_cert: {tmp_path / 'junk.pem'}\n  tls_key: {key}\n"
     assert only_error(config, junk).endswith(f"{tmp_path / 'junk.pem'} is not a PEM certificate")
     config.write_text(f"http:\n  tls_cert: {cert}\n  tls_key: {key}\n")
-    assert check_config(config, {}).ok
+    assert check_config(config, {}, files=True).ok
 
 
 def test_a_token_signing_key_that_is_not_a_key(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_a_token_signing_key_that_is_not_a_key(tmp_path: Path) -> None:
         "key (delete it to generate a new one)"
     )
     (tmp_path / "key.pem").unlink()
-    assert check_config(config, {}).ok  # generated on first start
+    assert check_config(config, {}, files=True).ok  # generated on first start
 
 
 def test_a_data_folder_that_cannot_be_created(tmp_path: Path) -> None:
@@ -266,6 +266,6 @@ def test_files_are_checked_relative_to_the_working_directory(
     config.write_text("auth:\n  mode: basic\n  htpasswd: ./htpasswd\n")
     (tmp_path / "etc" / "htpasswd").write_text("")
     monkeypatch.chdir(tmp_path)
-    assert not check_config(config, {}).ok
+    assert not check_config(config, {}, files=True).ok
     monkeypatch.chdir(tmp_path / "etc")
-    assert check_config(config, {}).ok
+    assert check_config(config, {}, files=True).ok
