@@ -291,7 +291,7 @@ class AuthConfig(Section):
             if not (token.trusted_keys or token.rootcertbundle or token.jwks):
                 raise rule_error(
                     "false, but no key of the external issuer is trusted: set "
-                    "auth.token.jwks, trusted_keys or rootcertbundle",
+                    "auth.token.trusted_keys, rootcertbundle or jwks",
                     "token",
                     "builtin",
                 )
