@@ -89,17 +89,20 @@ def _auth(config: Config, facts: StartFacts) -> str:
     auth = config.auth
     if auth.mode == "none":
         return "none: every request is allowed"
-    users = f"{len(auth.users)} users in the configuration" if auth.users else ""
-    if auth.htpasswd:
-        users = ", ".join(filter(None, [f"users file {Path(auth.htpasswd).resolve()}", users]))
-    if auth.mode == "basic":
-        return f"basic; {users}"
+    users = [f"users file {Path(auth.htpasswd).resolve()}"] if auth.htpasswd else []
+    if auth.users:
+        n = len(auth.users)
+        users.append(f"{n} user{'' if n == 1 else 's'} in the configuration")
     token = auth.token
-    if not token.builtin:
-        return f"token, from the external issuer at {token.realm}"
-    key = Path(token.key_file).resolve()
-    made = f"signing key generated in {key}" if facts.signing_key_generated else f"key {key}"
-    return f"token, built-in token service ({made}); {users}"
+    if auth.mode == "basic":
+        mode = "basic"
+    elif not token.builtin:
+        mode = f"token, from the external issuer at {token.realm}"
+    else:
+        key = Path(token.key_file).resolve()
+        made = f"signing key generated in {key}" if facts.signing_key_generated else f"key {key}"
+        mode = f"token, built-in token service ({made})"
+    return "; ".join([mode, ", ".join(users)]) if users else mode
 
 
 def _duration(seconds: float) -> str:

@@ -135,5 +135,5 @@ def test_rows_name_modes_and_gc() -> None:
     rows, _ = rows_and_warnings(
         auth={"mode": "basic", "users": {"a": {"password_hash": "$2b$04$" + "a" * 53}}}
     )
-    assert rows["auth"] == "basic; 1 users in the configuration"
+    assert rows["auth"] == "basic; 1 user in the configuration"
     assert json.dumps(rows)  # plain strings: the JSON log carries them as they are
