@@ -197,7 +197,7 @@ class AuthGrantConfig(Section):
 
 
 class AnonymousGrantConfig(Section):
-    repositories: list[RepositoryPattern] = Field(min_length=1)
+    repositories: list[RepositoryPattern] = Field(min_length=1)  # docs/patterns.md
     role: str = "reader"
 
 
@@ -308,7 +308,7 @@ class RetentionPolicyConfig(Section):
     keep_last: int | None = Field(default=None, ge=0)
     # Delete (unprotected) tags not pushed for this long.
     older_than: Duration | None = None
-    # Tag patterns never deleted, e.g. ["latest", "v*"].
+    # Tag patterns never deleted, e.g. ["latest", "v*"] (docs/patterns.md).
     protect: list[TagPattern] = []
 
     @model_validator(mode="after")
