@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 from registry import ops_commands
 from registry.auth import commands as auth_commands
+from registry.banner import StartFacts, print_banner, registry_version
 from registry.config import Config
-from registry.config_check import load_or_exit
+from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.gc import command as gc_command
+from registry.preflight import storage_unreachable
 from registry.request_log import uvicorn_log_config
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
@@ -29,10 +31,6 @@ _FLAG_ENV = {
 }
 
 
-def _load(config_file: str | None) -> Config:
-    return load_or_exit(config_file)
-
-
 def _multiprocess_metrics(workers: int) -> None:
     """With several workers, each writes its metrics to a fresh folder that /metrics on
     any of them sums (prometheus_client's multiprocess mode); removed at exit."""
@@ -45,21 +43,34 @@ def _multiprocess_metrics(workers: int) -> None:
     atexit.register(shutil.rmtree, path, True)
 
 
+def _prepare(config: Config) -> StartFacts:
+    """What the parent does once before any worker starts: the token signing key (made on
+    first start), the data folder, and a look at the storage (a warning, never a stop)."""
+    token = config.auth.token
+    new_key = (
+        config.auth.mode == "token" and token.builtin and not os.path.lexists(token.key_file)
+    )
+    auth_commands.check_auth_or_exit(config)
+    if config.storage.driver == "filesystem":
+        root = os.path.abspath(config.storage.filesystem.rootdirectory)
+        os.makedirs(root, exist_ok=True)  # preflight found it creatable
+        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
+    return StartFacts(signing_key_generated=new_key, storage_error=storage_unreachable(config))
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     if args.config:
-        os.environ["REGISTRY_CONFIG_FILE"] = os.path.abspath(args.config)
+        os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
     for flag, env in _FLAG_ENV.items():
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = os.path.abspath(value) if flag == "data_dir" else str(value)
-    config = _load(os.environ.get("REGISTRY_CONFIG_FILE"))
-    auth_commands.check_auth_or_exit(config)
-    if config.storage.driver == "filesystem":
-        root = os.path.abspath(config.storage.filesystem.rootdirectory)
-        os.makedirs(root, exist_ok=True)
-        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
+    # The configuration's rules, then its files and data folder: one line each, exit 2.
+    config = load_or_exit(os.environ.get(CONFIG_FILE_ENV), files=True)
+    facts = _prepare(config)
+    print_banner(config, facts)
     http = config.http
     _multiprocess_metrics(http.workers if config.metrics.enabled else 1)
     uvicorn.run(
@@ -84,6 +95,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="registry", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"registry {registry_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("serve", help="run the registry HTTP server")

@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from registry.patterns import check_repository_pattern, check_tag_pattern
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -35,6 +46,16 @@ def parse_duration(value: Any) -> float:
 
 # A duration in seconds, written in configuration as 90s, 15m, 1h, 2d or a number.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Patterns in the one grammar of registry/patterns.py (docs/patterns.md).
+RepositoryPattern = Annotated[str, AfterValidator(check_repository_pattern)]
+TagPattern = Annotated[str, AfterValidator(check_tag_pattern)]
+
+
+def rule_error(message: str, *at: str | int) -> PydanticCustomError:
+    """A rule that spans several settings, broken. ``at`` is the key below the model
+    that checks the rule where the mistake most likely is (``("grants", 0, "role")``);
+    `registry check-config` follows it to the line."""
+    return PydanticCustomError("config_rule", message, {"at": at})
 
 
 class Section(BaseModel):
@@ -43,13 +64,29 @@ class Section(BaseModel):
 
 class HttpConfig(Section):
     host: str = "0.0.0.0"
-    port: int = 5000
-    workers: int = 1
+    port: int = Field(default=5000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
     tls_cert: str | None = None
     tls_key: str | None = None
     # Trust X-Forwarded-Proto/Host from these addresses (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpConfig:
+        if self.tls_cert and not self.tls_key:
+            raise rule_error(
+                "missing: http.tls_cert is set, so give its private key too "
+                "(--tls-key, REGISTRY_HTTP_TLS_KEY)",
+                "tls_key",
+            )
+        if self.tls_key and not self.tls_cert:
+            raise rule_error(
+                "missing: http.tls_key is set, so give its certificate too "
+                "(--tls-cert, REGISTRY_HTTP_TLS_CERT)",
+                "tls_cert",
+            )
+        return self
 
 
 class FilesystemConfig(Section):
@@ -89,6 +126,16 @@ class StorageConfig(Section):
     # How long a process trusts its last read of that flag object.
     readonly_flag_ttl: Duration = 2.0
 
+    @model_validator(mode="after")
+    def _s3_has_a_bucket(self) -> StorageConfig:
+        if self.driver == "s3" and not self.s3.bucket:
+            raise rule_error(
+                "required with storage.driver: s3 (REGISTRY_STORAGE_S3_BUCKET)",
+                "s3",
+                "bucket",
+            )
+        return self
+
 
 class UploadsConfig(Section):
     # Smallest PATCH chunk advertised as OCI-Chunk-Min-Length (0: not advertised).
@@ -113,23 +160,44 @@ class HealthConfig(Section):
     storage_timeout: Duration = 5.0
 
 
-# --- auth: docs/auth.md is the reference; roles and patterns are checked by registry.auth.
+# --- auth: docs/auth.md is the reference; registry/auth/ builds the policy from this.
 
 
 class AuthUserConfig(Section):
     password_hash: str = Field(repr=False)  # bcrypt ($2b$/$2y$/$2a$)
     groups: list[str] = []
 
+    @field_validator("password_hash")
+    @classmethod
+    def _bcrypt(cls, v: str) -> str:
+        from registry.auth.identities import is_bcrypt_hash  # registry.auth imports this
+
+        if not is_bcrypt_hash(v):
+            raise ValueError(
+                "not a bcrypt hash ($2b$, $2y$ or $2a$): make one with `registry user add` "
+                "or `htpasswd -nB NAME`"
+            )
+        return v
+
 
 class AuthGrantConfig(Section):
-    repositories: list[str]  # name patterns: "team-a/*", "*/base", "*"
+    # Name patterns (docs/patterns.md): "team-a/*" one level, "team-a/**" all below.
+    repositories: list[RepositoryPattern] = Field(min_length=1)
     role: str
     users: list[str] = []  # "*": every authenticated user
     groups: list[str] = []
 
+    @model_validator(mode="after")
+    def _binds_someone(self) -> AuthGrantConfig:
+        if not self.users and not self.groups:
+            raise rule_error(
+                "a grant names no users or groups (use auth.anonymous for everyone)", "users"
+            )
+        return self
+
 
 class AnonymousGrantConfig(Section):
-    repositories: list[str]
+    repositories: list[RepositoryPattern] = Field(min_length=1)  # docs/patterns.md
     role: str = "reader"
 
 
@@ -179,19 +247,69 @@ class AuthConfig(Section):
     login_limit: LoginLimitConfig = LoginLimitConfig()
     token: TokenAuthConfig = TokenAuthConfig()
 
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthConfig:
+        # Imported here: registry.auth imports this module.
+        from registry.auth.access import ANY_ACTION, BUILTIN_ROLES, REPOSITORY_ACTIONS
+
+        actions = {*REPOSITORY_ACTIONS, ANY_ACTION}
+        for role, granted in self.roles.items():
+            unknown = sorted(set(granted) - actions)
+            if unknown:
+                raise rule_error(
+                    f"unknown actions {unknown} (actions are {', '.join(sorted(actions))})",
+                    "roles",
+                    role,
+                )
+        roles = {*BUILTIN_ROLES, *self.roles}
+        bindings = [("grants", i, g.role) for i, g in enumerate(self.grants)]
+        bindings += [("anonymous", i, a.role) for i, a in enumerate(self.anonymous)]
+        for where, i, role in bindings:
+            if role not in roles:
+                raise rule_error(
+                    f"unknown role {role!r} (roles: {', '.join(sorted(roles))}; "
+                    "define more under auth.roles)",
+                    where,
+                    i,
+                    "role",
+                )
+        if self.mode == "basic" and not self.htpasswd and not self.users:
+            raise rule_error(
+                "basic, but nobody can log in: set auth.htpasswd (the file that "
+                "`registry user add` writes) or auth.users",
+                "mode",
+            )
+        token = self.token
+        if self.mode == "token" and not token.builtin:
+            if not token.realm:
+                raise rule_error(
+                    "required with auth.token.builtin: false (the URL of the external "
+                    "token service)",
+                    "token",
+                    "realm",
+                )
+            if not (token.trusted_keys or token.rootcertbundle or token.jwks):
+                raise rule_error(
+                    "false, but no key of the external issuer is trusted: set "
+                    "auth.token.trusted_keys, rootcertbundle or jwks",
+                    "token",
+                    "builtin",
+                )
+        return self
+
 
 # --- gc: docs/gc.md is the reference; registry/gc/ evaluates these.
 
 
 class RetentionPolicyConfig(Section):
-    # Repository name patterns: "*" stays within one path component, "**" spans several.
-    repositories: list[str] = ["**"]
+    # Repository name patterns (docs/patterns.md): "*" one segment, "**" several.
+    repositories: list[RepositoryPattern] = Field(default=["**"], min_length=1)
     # Keep this many of the most recently pushed (unprotected) tags.
     keep_last: int | None = Field(default=None, ge=0)
     # Delete (unprotected) tags not pushed for this long.
     older_than: Duration | None = None
-    # Tag patterns never deleted, e.g. ["latest", "v*"].
-    protect: list[str] = []
+    # Tag patterns never deleted, e.g. ["latest", "v*"] (docs/patterns.md).
+    protect: list[TagPattern] = []
 
     @model_validator(mode="after")
     def _selects_something(self) -> RetentionPolicyConfig:

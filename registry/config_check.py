@@ -15,12 +15,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from registry.config import Config, apply_env, load_config
+from registry.config import Config, apply_env
+from registry.preflight import check_files
 
 # Read by `registry serve` itself, not a configuration key.
 CONFIG_FILE_ENV = "REGISTRY_CONFIG_FILE"
@@ -47,11 +48,15 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return self.config is not None
+        return self.config is not None and not any(p.severity == "error" for p in self.problems)
 
 
-def check_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> CheckResult:
-    """Validate the file (if any) and the environment as ``load_config`` reads them."""
+def check_config(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str], *, files: bool = False
+) -> CheckResult:
+    """Validate the file (if any) and the environment as ``load_config`` reads them and,
+    with ``files``, what ``registry serve`` finds when it starts: the files the
+    configuration names and the data folder (registry/preflight.py)."""
     problems: list[Problem] = []
     name = str(path) if path is not None else "<no file>"
     data: dict[str, Any] = {}
@@ -89,25 +94,32 @@ def check_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str]
         config = Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
-            loc = tuple(error["loc"])
+            # A rule across settings says which of them it is most likely about.
+            loc = (*error["loc"], *error.get("ctx", {}).get("at", ()))
+            message = error["msg"].removeprefix("Value error, ")
             problems.append(
-                Problem(_where(name, root, loc, origins, error["type"]), _key(loc), error["msg"])
+                Problem(_where(name, root, loc, origins, error["type"]), _key(loc), message)
             )
         return CheckResult(None, problems)
+    if files:
+        for finding in check_files(config):
+            where = _where(name, root, finding.loc, origins, "")
+            problems.append(Problem(where, _key(finding.loc), finding.message, finding.severity))
     return CheckResult(config, problems)
 
 
-def load_or_exit(path: str | os.PathLike[str] | None) -> Config:
-    """``load_config``, or print each problem with its line to stderr and exit 2."""
-    try:
-        return load_config(path)
-    except (ValueError, OSError, yaml.YAMLError) as exc:
-        errors = [p for p in check_config(path, os.environ).problems if p.severity == "error"]
-        # A ValidationError's own text shows the offending values: never print it.
-        lines = [str(p) for p in errors] or [type(exc).__name__]
-        for line in lines:
-            print(f"registry: invalid configuration: {line}", file=sys.stderr)
-        raise SystemExit(2) from None
+def load_or_exit(path: str | os.PathLike[str] | None, *, files: bool = False) -> Config:
+    """The configuration as ``load_config`` reads it, or each problem with its line on
+    stderr and exit 2. ``files``: also what ``registry serve`` needs of the files and the
+    data folder (``check_config``)."""
+    result = check_config(path, os.environ, files=files)
+    if result.ok and result.config is not None:
+        return result.config
+    # Never a ValidationError's own text: it shows the offending values.
+    for problem in result.problems:
+        if problem.severity == "error":
+            print(f"registry: invalid configuration: {problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _yaml_problem(name: str, exc: yaml.YAMLError) -> Problem:
@@ -159,19 +171,25 @@ def _duplicate_keys(name: str, node: yaml.Node, prefix: tuple[str, ...]) -> list
 def _key(loc: tuple[int | str, ...]) -> str:
     """The dotted key of an error location, without pydantic's union member tags."""
     parts: list[str] = []
-    model: type[BaseModel] | None = Config
+    annotation: Any = Config
     for part in loc:
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            parts.append(part)
-            annotation = model.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
-            else:
-                model = None
-        elif model is not None:
-            parts.append(str(part))  # an unknown key (extra_forbidden) or a list index
-            model = None
+        model = _model_of(annotation)
+        if model is not None:
+            # An unknown key (extra_forbidden) is the last part.
+            field = model.model_fields.get(str(part))
+            annotation = field.annotation if field is not None else None
+        elif get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]  # an index or a key into it
+        else:
+            break  # a union member's tag, or below a plain value
+        parts.append(str(part))
     return ".".join(parts)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _where(

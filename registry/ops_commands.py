@@ -13,6 +13,8 @@ from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, check_config, load_or_exit
 from registry.health import local_url, probe
 from registry.maintenance import MaintenanceFlag, clear_flag, read_flag, set_flag
+from registry.preflight import require_existing_storage
+from storage_backends import StorageError
 
 
 def add_commands(commands: Any) -> None:
@@ -36,11 +38,20 @@ def add_commands(commands: Any) -> None:
     p.add_argument("action", choices=["on", "off", "status"])
     p.add_argument("--reason", default="", help="shown to clients in the 503 message")
     p.add_argument("--config", help=f"YAML configuration file (default ${CONFIG_FILE_ENV})")
+    p.add_argument("--data-dir", help="filesystem storage folder, as for `registry serve`")
     p.set_defaults(func=readonly_command)
 
     p = commands.add_parser(
         "healthcheck",
-        help="probe the local server's health endpoint (the container's HEALTHCHECK)",
+        help="probe a server's health endpoint (the container's HEALTHCHECK)",
+        description="GET PATH on the server at --url, or else on the one the configuration "
+        "describes (its port and TLS, read as `registry serve` reads them). Exit 0 when it "
+        "answers 200, 1 when not.",
+    )
+    p.add_argument(
+        "--url",
+        help="the server's base URL, e.g. https://registry.example.com:5000 "
+        "(default: from the configuration)",
     )
     p.add_argument("--path", default="/health/ready", help="default /health/ready")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
@@ -49,11 +60,13 @@ def add_commands(commands: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    if getattr(args, "data_dir", None):
+        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = os.path.abspath(args.data_dir)
     return load_or_exit(args.config or os.environ.get(CONFIG_FILE_ENV) or None)
 
 
 def check_config_command(args: argparse.Namespace) -> None:
-    result = check_config(args.file, os.environ)
+    result = check_config(args.file, os.environ, files=True)
     for problem in result.problems:
         print(problem)
     errors = sum(1 for p in result.problems if p.severity == "error")
@@ -65,7 +78,15 @@ def check_config_command(args: argparse.Namespace) -> None:
 
 def readonly_command(args: argparse.Namespace) -> None:
     config = _config(args)
-    flag = asyncio.run(_switch(config, args.action, args.reason))
+    require_existing_storage(config, "registry readonly", writes=args.action != "status")
+    try:
+        flag = asyncio.run(_switch(config, args.action, args.reason))
+    except StorageError as exc:
+        hint = ""
+        if config.storage.driver == "s3":
+            hint = " (check storage.s3.endpoint_url, the bucket and the credentials)"
+        print(f"registry readonly: the storage does not answer: {exc}{hint}", file=sys.stderr)
+        raise SystemExit(1) from None
     if config.storage.readonly:
         print("read-only: storage.readonly is true in the configuration (pushes get 405)")
     elif flag is None:
@@ -94,7 +115,11 @@ async def _switch(config: Config, action: str, reason: str) -> MaintenanceFlag |
 
 
 def healthcheck_command(args: argparse.Namespace) -> None:
-    healthy, text = probe(local_url(_config(args), args.path), args.timeout)
+    if args.url:
+        url = args.url.rstrip("/") + "/" + args.path.lstrip("/")
+    else:
+        url = local_url(_config(args), args.path)
+    healthy, text = probe(url, args.timeout)
     print(text.strip(), file=sys.stdout if healthy else sys.stderr)
     if not healthy:
         raise SystemExit(1)

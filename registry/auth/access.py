@@ -1,5 +1,6 @@
-"""Access decisions, pure (no I/O): the scope grammar, the table of what each route needs,
-repository name patterns and role-based policy evaluation.
+"""Access decisions, pure (no I/O): the scope grammar, the table of what each route needs
+and role-based policy evaluation (grants name repositories in the grammar of
+registry/patterns.py).
 
 Scopes follow distribution's ``docs/spec/auth/scope.md``: ``type:name:action[,action]``,
 where the name may itself hold a ``:`` (a registry host with a port), so the type ends at
@@ -12,8 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
 
+from registry.patterns import matches_any
 from registry.reference import is_valid_name
 
 PULL = "pull"
@@ -178,20 +179,6 @@ def required_scopes(need: Need, name: str | None) -> list[ResourceScope]:
     return []
 
 
-# --------------------------------------------------------------------------- patterns
-
-
-@lru_cache(maxsize=4096)
-def _pattern_re(pattern: str) -> re.Pattern[str]:
-    # Only "*" is special: it matches any run of characters, "/" included, so "team-a/*"
-    # covers every repository under team-a/ and "*/base" every repository named base.
-    return re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$")
-
-
-def matches(pattern: str, name: str) -> bool:
-    return _pattern_re(pattern).match(name) is not None
-
-
 # ----------------------------------------------------------------------------- policy
 
 
@@ -228,7 +215,7 @@ class Grant:
         )
 
     def covers(self, name: str) -> bool:
-        return any(matches(p, name) for p in self.repositories)
+        return matches_any(self.repositories, name)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from registry.config import Config
 from registry.config_check import load_or_exit
 from registry.gc.collector import CollectionBusyError, CollectionReport, Collector, reference_budget
 from registry.gc.lease import LeaseLostError
+from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
 from registry.store import RegistryStore
 from storage_backends import StorageError
@@ -46,6 +47,7 @@ def gc_command(args: argparse.Namespace) -> None:
     if args.data_dir:
         os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = os.path.abspath(args.data_dir)
     config = load_or_exit(args.config or os.environ.get("REGISTRY_CONFIG_FILE") or None)
+    require_existing_storage(config, "registry gc", writes=not args.dry_run)
     setup_logging(config.log.level, config.log.format)
     try:
         report = asyncio.run(collect_once(config, dry_run=args.dry_run))

@@ -7,16 +7,16 @@ condition the policy sets holds: it is not among the ``keep_last`` most recently
 unprotected tags, and it was last pushed more than ``older_than`` seconds ago. Protected
 tags are never deleted and do not count towards ``keep_last``.
 
-Patterns: ``*`` is any run of characters within one ``/``-separated component, ``**``
-any run including ``/``, ``?`` one character other than ``/``; the rest is literal.
+Repository and tag patterns are those of registry/patterns.py (``*`` within one path
+segment, ``**`` across segments; docs/patterns.md).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+
+from registry.patterns import matches_any
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class RetentionPolicy:
     protect: tuple[str, ...] = ()
 
     def protects(self, tag: str) -> bool:
-        return any(glob_matches(p, tag) for p in self.protect)
+        return matches_any(self.protect, tag)
 
 
 @dataclass(frozen=True)
@@ -45,34 +45,10 @@ class UntaggedPolicy:
     older_than: float = 0.0  # seconds
 
 
-@lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
-def glob_matches(pattern: str, value: str) -> bool:
-    return _glob_regex(pattern).fullmatch(value) is not None
-
-
 def policy_for(repository: str, policies: Sequence[RetentionPolicy]) -> RetentionPolicy | None:
     """The first policy whose repository patterns match ``repository``."""
     for policy in policies:
-        if any(glob_matches(p, repository) for p in policy.repositories):
+        if matches_any(policy.repositories, repository):
             return policy
     return None
 

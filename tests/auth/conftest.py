@@ -27,7 +27,7 @@ def bcrypt_hash(password: str = PASSWORD) -> str:
 def auth_section(workdir: Path, mode: str, **extra: Any) -> dict[str, Any]:
     """The shared policy:
 
-    - admin: admin on everything
+    - admin: admin on everything (`**`)
     - alice (group team-a): writer on team-a/*
     - bob: reader on team-a/*
     - carol (group ops): maintainer on team-b/*
@@ -52,7 +52,7 @@ def auth_section(workdir: Path, mode: str, **extra: Any) -> dict[str, Any]:
         },
         "groups": {"team-a": ["dave"]},
         "grants": [
-            {"repositories": ["*"], "role": "admin", "users": ["admin"]},
+            {"repositories": ["**"], "role": "admin", "users": ["admin"]},
             {"repositories": ["team-a/*"], "role": "writer", "groups": ["team-a"]},
             {"repositories": ["team-a/*"], "role": "reader", "users": ["bob"]},
             {"repositories": ["team-b/*"], "role": "maintainer", "groups": ["ops"]},

@@ -1,5 +1,6 @@
-"""Pure access logic: the scope grammar, name patterns, RBAC evaluation over users, groups
-and the anonymous grants, the token grant (an intersection), and the route table."""
+"""Pure access logic: the scope grammar, RBAC evaluation over users, groups and the
+anonymous grants, the token grant (an intersection), and the route table. The pattern
+grammar of grants is tested in tests/unit/test_patterns.py."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from registry.auth.access import (
     ScopeError,
     build_policy,
     grant_scopes,
-    matches,
     merge_scopes,
     parse_scope,
     required_scopes,
@@ -45,7 +45,7 @@ def repo(name: str, *actions: str) -> ResourceScope:
 POLICY = build_policy(
     roles={"pusher": ["push"]},
     grants=[
-        (["*"], "admin", ["root"], []),
+        (["**"], "admin", ["root"], []),
         (["team-a/*"], "writer", [], ["team-a"]),
         (["team-a/*"], "reader", ["bob"], []),
         (["*/base"], "reader", ["bob"], []),
@@ -127,39 +127,6 @@ def test_scope_covers_needs_every_action_on_the_same_resource() -> None:
     assert scope_covers([repo("c/z", "*")], repo("c/z", "delete"))
 
 
-# ----------------------------------------------------------------------------- patterns
-
-
-@given(names)
-def test_a_pattern_without_star_matches_only_itself(name: str) -> None:
-    assert matches(name, name)
-    assert not matches(name, name + "x")
-    assert not matches(name + "/x", name)
-
-
-@given(names, names)
-def test_prefix_star_matches_everything_below(prefix: str, rest: str) -> None:
-    assert matches(f"{prefix}/*", f"{prefix}/{rest}")
-    assert not matches(f"{prefix}/*", prefix)
-
-
-@given(names)
-def test_star_matches_every_name(name: str) -> None:
-    assert matches("*", name)
-
-
-def test_star_slash_base_matches_any_repository_named_base() -> None:
-    assert matches("*/base", "team/base")
-    assert matches("*/base", "a/b/base")
-    assert not matches("*/base", "base")
-    assert not matches("*/base", "team/base-image")
-
-
-def test_pattern_characters_other_than_star_are_literal() -> None:
-    assert not matches("team.a/*", "teamxa/app")
-    assert not matches("a?/b", "ab/b")
-
-
 # ------------------------------------------------------------------------------- policy
 
 
@@ -175,6 +142,13 @@ def test_user_binding_grants_the_user_role() -> None:
 def test_roles_from_several_bindings_add_up() -> None:
     assert POLICY.repository_actions(CAROL, "team-a/app") == {"pull", "push"}
     assert POLICY.repository_actions(CAROL, "team-b/app") == {"pull", "push", "delete"}
+
+
+def test_grant_patterns_follow_the_one_grammar() -> None:
+    # "team-a/*" is one level, as in retention; "**" crosses segments.
+    assert POLICY.repository_actions(ALICE, "team-a/sub/app") == frozenset()
+    assert POLICY.repository_actions(BOB, "a/b/base") == frozenset()
+    assert POLICY.repository_actions(ROOT, "a/b/c") == {"pull", "push", "delete"}
 
 
 def test_suffix_pattern_binding() -> None:

@@ -75,20 +75,28 @@ def test_password_hash_is_not_shown_in_reprs() -> None:
             "unknown role 'boss'",
         ),
         ({"anonymous": [{"repositories": ["*"], "role": "nope"}]}, "unknown role 'nope'"),
-        ({"roles": {"odd": ["pull", "fly"]}}, "unknown actions"),
+        ({"roles": {"odd": ["pull", "fly"]}}, "unknown actions ['fly']"),
         ({"grants": [{"repositories": ["*"], "role": "admin"}]}, "names no users or groups"),
-        ({"grants": [{"repositories": [], "role": "admin", "users": ["a"]}]}, "non-empty"),
-        ({"anonymous": [{"repositories": [""]}]}, "non-empty"),
+        ({"grants": [{"repositories": [], "role": "admin", "users": ["a"]}]}, "at least 1"),
+        ({"anonymous": [{"repositories": [""]}]}, "must not be empty"),
+        ({"anonymous": [{"repositories": ["team/"]}]}, "no empty segments"),
+        ({"mode": "basic", "htpasswd": None}, "nobody can log in"),
+        ({"mode": "token", "token": {"builtin": False, "jwks": "k.json"}}, "auth.token.builtin"),
+        ({"mode": "token", "token": {"builtin": False, "realm": "https://a/t"}}, "no key"),
     ],
 )
-def test_invalid_policies_are_refused(section: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        Authorizer.from_config(auth(mode="basic", **section))
+def test_invalid_auth_sections_are_refused_when_loaded(
+    section: dict[str, Any], message: str
+) -> None:
+    # The model is the one judge: registry check-config and registry serve both ask it.
+    section = {"htpasswd": "htpasswd", **section}
+    with pytest.raises(ValidationError) as info:
+        auth(**section)
+    assert [message in e["msg"] for e in info.value.errors()] == [True]
 
 
-def test_external_issuer_needs_a_realm(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="realm is required"):
-        Authorizer.from_config(auth(mode="token", token={"builtin": False}))
+def test_basic_mode_with_users_in_the_configuration_needs_no_htpasswd() -> None:
+    assert auth(mode="basic", users={"a": {"password_hash": bcrypt_hash()}}).htpasswd is None
 
 
 def test_missing_trust_file_is_an_error(tmp_path: Path) -> None:
@@ -96,6 +104,7 @@ def test_missing_trust_file_is_an_error(tmp_path: Path) -> None:
         Authorizer.from_config(
             auth(
                 mode="token",
+                htpasswd="htpasswd",
                 token={"key_file": str(tmp_path / "k.pem"), "jwks": str(tmp_path / "none.json")},
             )
         )
@@ -105,6 +114,7 @@ def test_custom_roles_can_be_bound(tmp_path: Path) -> None:
     authorizer = Authorizer.from_config(
         auth(
             mode="basic",
+            htpasswd="htpasswd",
             roles={"uploader": ["push"]},
             grants=[{"repositories": ["drop/*"], "role": "uploader", "users": ["u"]}],
         )
@@ -124,7 +134,8 @@ def _request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
 
 
 def test_a_route_missing_from_the_access_table_is_refused(tmp_path: Path) -> None:
-    app = create_app(load_config(None, environ=environ(tmp_path, REGISTRY_AUTH_MODE="basic")))
+    env = environ(tmp_path, REGISTRY_AUTH_MODE="basic", REGISTRY_AUTH_HTPASSWD="htpasswd")
+    app = create_app(load_config(None, environ=env))
 
     async def extra() -> Response:
         return Response(b"secret")

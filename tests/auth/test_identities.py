@@ -226,7 +226,7 @@ def test_user_add_passwd_remove(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     user_cli(monkeypatch, "remove", "erin", *common)
     assert parse_htpasswd(path.read_text()) == {}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["htpasswd", "htpasswd.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["htpasswd"]  # no lock file left
 
 
 def test_user_add_takes_the_file_from_the_configuration(

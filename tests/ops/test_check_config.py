@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from registry.config_check import check_config
+from tests.ops.test_tls import self_signed
 
 BAD = """\
 http:
@@ -117,3 +120,152 @@ def test_serve_reports_the_same_lines_and_exits_2(tmp_path: Path) -> None:
     result = run("serve", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert f"registry: invalid configuration: {config}:2:9: error: http.port:" in result.stderr
+
+
+# ------------------------------------------- what serve refuses, check-config refuses
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Relative paths in a configuration are relative to where the command runs.
+    monkeypatch.chdir(tmp_path)
+
+
+def only_error(path: Path, text: str) -> str:
+    """The one problem check-config finds in a file holding ``text``."""
+    path.write_text(text)
+    result = check_config(path, {}, files=True)
+    assert not result.ok
+    (problem,) = result.problems
+    return str(problem)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "auth:\n  mode: basic\n  htpasswd: ./htpasswd\n  grants:\n"
+            "    - repositories: [team/*]\n      role: boss\n      users: [a]\n",
+            "6:13: error: auth.grants.0.role: unknown role 'boss'",
+        ),
+        (
+            "auth:\n  anonymous:\n    - repositories: [public/**]\n      role: nope\n",
+            "4:13: error: auth.anonymous.0.role: unknown role 'nope'",
+        ),
+        (
+            "auth:\n  roles:\n    odd: [pull, fly]\n",
+            "3:10: error: auth.roles.odd: unknown actions ['fly']",
+        ),
+        (
+            "auth:\n  grants:\n    - repositories: ['**']\n      role: admin\n",
+            "3:7: error: auth.grants.0.users: a grant names no users or groups",
+        ),
+        (
+            "auth:\n  anonymous:\n    - repositories: ['']\n",
+            "3:22: error: auth.anonymous.0.repositories.0: a pattern must not be empty",
+        ),
+        ("auth:\n  mode: basic\n", "2:9: error: auth.mode: basic, but nobody can log in"),
+        (
+            "auth:\n  mode: token\n  token:\n    builtin: false\n    jwks: ./jwks.json\n",
+            "4:5: error: auth.token.realm: required with auth.token.builtin: false",
+        ),
+        (
+            "storage:\n  driver: s3\n  s3:\n    region: eu-west-1\n",
+            "4:5: error: storage.s3.bucket: required with storage.driver: s3",
+        ),
+        (
+            "http:\n  tls_cert: ./registry.crt\n",
+            "2:3: error: http.tls_key: missing: http.tls_cert is set",
+        ),
+        (
+            "gc:\n  retention:\n    - repositories: [team/]\n      keep_last: 1\n",
+            "3:22: error: gc.retention.0.repositories.0: a repository pattern has no empty",
+        ),
+    ],
+)
+def test_rules_across_settings_name_their_line(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "config.yml"
+    assert only_error(config, text).startswith(f"{config}:{expected}")
+
+
+def test_missing_files_name_their_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    cert, key = self_signed(tmp_path / "pki")
+    tls = f"http:\n  tls_cert: {cert}\n  tls_key: {key}\n"
+    assert only_error(config, tls.replace(str(cert), "./none.crt")) == (
+        f"{config}:2:13: error: http.tls_cert: {tmp_path}/none.crt does not exist"
+    )
+    htpasswd = "auth:\n  mode: basic\n  htpasswd: ./users\n"
+    assert only_error(config, htpasswd) == (
+        f"{config}:3:13: error: auth.htpasswd: {tmp_path}/users does not exist; "
+        "create it with `registry user add NAME --config FILE`"
+    )
+    jwks = (
+        "auth:\n  mode: token\n  token:\n    builtin: false\n    realm: https://a/token\n"
+        "    jwks: ./jwks.json\n    trusted_keys: [./issuer.pem]\n"
+    )
+    (tmp_path / "jwks.json").write_text("{not json")
+    config.write_text(jwks)
+    assert [str(p) for p in check_config(config, {}, files=True).problems] == [
+        f"{config}:7:20: error: auth.token.trusted_keys.0: {tmp_path}/issuer.pem does not exist",
+        f"{config}:6:11: error: auth.token.jwks: {tmp_path}/jwks.json: Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1)",
+    ]
+
+
+def test_tls_files_swapped_or_not_matching(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    cert, key = self_signed(tmp_path / "pki")
+    other_cert, _ = self_signed(tmp_path / "other")
+    swapped = f"http:\n  tls_cert: {key}\n  tls_key: {cert}\n"
+    assert only_error(config, swapped) == (
+        f"{config}:2:13: error: http.tls_cert: {key} holds a private key and {cert} the "
+        "certificate: swap http.tls_cert and http.tls_key (--tls-cert, --tls-key)"
+    )
+    mismatch = f"http:\n  tls_cert: {other_cert}\n  tls_key: {key}\n"
+    assert only_error(config, mismatch) == (
+        f"{config}:3:12: error: http.tls_key: {key} is not the private key of the "
+        f"certificate in {other_cert}"
+    )
+    (tmp_path / "junk.pem").write_text("hello\n")
+    junk = f"http:\n  tls_cert: {tmp_path / 'junk.pem'}\n  tls_key: {key}\n"
+    assert only_error(config, junk).endswith(f"{tmp_path / 'junk.pem'} is not a PEM certificate")
+    config.write_text(f"http:\n  tls_cert: {cert}\n  tls_key: {key}\n")
+    assert check_config(config, {}, files=True).ok
+
+
+def test_a_token_signing_key_that_is_not_a_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    (tmp_path / "key.pem").write_text("not a key\n")
+    text = "auth:\n  mode: token\n  htpasswd: ./h\n  token:\n    key_file: ./key.pem\n"
+    (tmp_path / "h").write_text("")
+    assert only_error(config, text) == (
+        f"{config}:5:15: error: auth.token.key_file: {tmp_path}/key.pem is not a PEM private "
+        "key (delete it to generate a new one)"
+    )
+    (tmp_path / "key.pem").unlink()
+    assert check_config(config, {}, files=True).ok  # generated on first start
+
+
+def test_a_data_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    (tmp_path / "file").write_text("")
+    text = "storage:\n  filesystem:\n    rootdirectory: ./file/data\n"
+    assert only_error(config, text) == (
+        f"{config}:3:20: error: storage.filesystem.rootdirectory: cannot create "
+        f"{tmp_path}/file/data: {tmp_path}/file is not a folder (the data folder)"
+    )
+
+
+def test_files_are_checked_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `registry serve` reads them: relative to where it runs, not to the file.
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "config.yml"
+    config.write_text("auth:\n  mode: basic\n  htpasswd: ./htpasswd\n")
+    (tmp_path / "etc" / "htpasswd").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert not check_config(config, {}, files=True).ok
+    monkeypatch.chdir(tmp_path / "etc")
+    assert check_config(config, {}, files=True).ok

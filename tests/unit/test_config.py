@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from registry.config import load_config, parse_duration
+from registry.config import Config, load_config, parse_duration
 
 
 def test_defaults() -> None:
@@ -53,3 +55,29 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_duration() -> None:
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"storage": {"driver": "s3"}}, "required with storage.driver: s3"),
+        ({"http": {"tls_cert": "registry.crt"}}, "so give its private key too"),
+        ({"http": {"tls_key": "registry.key"}}, "so give its certificate too"),
+        ({"http": {"workers": 0}}, "greater than or equal to 1"),
+        ({"http": {"port": 70000}}, "less than or equal to 65535"),
+        ({"gc": {"retention": [{"repositories": ["a//b"], "keep_last": 1}]}}, "empty segments"),
+        ({"gc": {"retention": [{"protect": ["v1/x"], "keep_last": 1}]}}, "cannot hold `/`"),
+        ({"gc": {"retention": [{"repositories": [], "keep_last": 1}]}}, "at least 1"),
+    ],
+)
+def test_rules_across_settings_are_refused_when_loaded(
+    section: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate(section)
+    assert [message in e["msg"] for e in info.value.errors()] == [True]
+
+
+def test_s3_with_a_bucket_from_the_environment_is_valid() -> None:
+    env = {"REGISTRY_STORAGE_DRIVER": "s3", "REGISTRY_STORAGE_S3_BUCKET": "b"}
+    assert load_config(None, environ=env).storage.s3.bucket == "b"
