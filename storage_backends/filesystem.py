@@ -21,13 +21,7 @@ from typing import Any
 
 import aiofiles
 
-from storage_backends.base import (
-    FileInfo,
-    PathNotFoundError,
-    check_path,
-    check_paths,
-    check_prefix,
-)
+from storage_backends.base import FileInfo, PathNotFoundError
 
 READ_CHUNK = 4 << 20  # 4 MiB reads: as fast as distribution's sendfile on pulls
 # delete_many unlinks up to this many files on the event loop, like other small
@@ -73,11 +67,11 @@ class FilesystemDriver:
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def _full(self, path: str) -> Path:
-        return self.root / check_path(path)
+        return self.root / path
 
     def _full_str(self, path: str) -> str:
         # Plain strings on the hot paths (get, stat): pathlib costs more than the I/O.
-        return self._prefix + check_path(path)
+        return self._prefix + path
 
     async def get(self, path: str) -> bytes:
         try:
@@ -157,7 +151,7 @@ class FilesystemDriver:
         limit: int | None = None,
         recursive: bool = False,
     ) -> list[str]:
-        base = self.root / check_prefix(prefix)
+        base = self.root / prefix
         if recursive:
             names = await asyncio.to_thread(_walk_files, base)
         else:
@@ -195,14 +189,13 @@ class FilesystemDriver:
             await asyncio.to_thread(shutil.rmtree, doomed, True)
 
     async def delete_many(self, paths: Sequence[str]) -> None:
-        full = [self._prefix + p for p in check_paths(paths)]
+        full = [self._prefix + p for p in paths]
         if len(full) <= INLINE_UNLINKS:
             _unlink_files(full)
         else:
             await asyncio.to_thread(_unlink_files, full)
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
-        check_path(path)
         return None
 
     async def close(self) -> None:

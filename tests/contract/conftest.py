@@ -1,4 +1,6 @@
-"""The backends the driver contract runs on: filesystem in tmp_path, S3 on Ceph RGW."""
+"""The backends the driver contract runs on: filesystem in tmp_path, S3 on Ceph RGW.
+Every driver is opened as production opens it: inside the CheckedDriver wrapper
+(``bare`` reaches the driver inside, for tests of S3 internals)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from storage_backends.base import Driver
+from storage_backends.checked import CheckedDriver, Observer
 from storage_backends.filesystem import FilesystemDriver
 from storage_backends.s3 import MIN_PART, S3Driver
 from tests.rgw import RgwServer
@@ -26,10 +29,16 @@ class Backend:
     list_stored: Callable[[], list[str]]
     opened: list[Driver] = field(default_factory=list)
 
-    def open(self, **s3_overrides: Any) -> Driver:
+    def open(self, observer: Observer | None = None, **s3_overrides: Any) -> CheckedDriver:
         driver = self.factory(**s3_overrides)
         self.opened.append(driver)
-        return driver
+        return CheckedDriver(driver, observer)
+
+
+def bare(driver: Driver) -> Driver:
+    """The driver inside the wrapper."""
+    assert isinstance(driver, CheckedDriver)
+    return driver.inner
 
 
 @pytest.fixture
@@ -117,5 +126,5 @@ async def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture
-def driver(backend: Backend) -> Driver:
+def driver(backend: Backend) -> CheckedDriver:
     return backend.open()
