@@ -1,5 +1,5 @@
-"""The backends the driver contract runs on: filesystem in tmp_path, S3 on Ceph RGW.
-Every driver is opened as production opens it: inside the CheckedDriver wrapper
+"""The backends the driver contract runs on: memory, filesystem in tmp_path, S3 on Ceph
+RGW. Every driver is opened as production opens it: inside the CheckedDriver wrapper
 (``bare`` reaches the driver inside, for tests of S3 internals)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from storage_backends.base import Driver
 from storage_backends.checked import CheckedDriver, Observer
 from storage_backends.filesystem import FilesystemDriver
+from storage_backends.memory import MemoryDriver, MemoryStore
 from storage_backends.s3 import MIN_PART, S3Driver
 from tests.rgw import RgwServer
 
@@ -44,6 +45,15 @@ def bare(driver: Driver) -> Driver:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _memory() -> Backend:
+    store = MemoryStore()
+
+    def stored() -> list[str]:
+        return sorted([*store.files, *(f"upload:{p}" for p in store.unfinished)])
+
+    return Backend("memory", lambda **_: MemoryDriver(store), stored)
 
 
 def _filesystem(root: Path) -> Backend:
@@ -97,7 +107,9 @@ async def _opened(
     request: pytest.FixtureRequest, name: str, tmp_path: Path
 ) -> AsyncIterator[Backend]:
     rgw: RgwServer | None = None
-    if name == "filesystem":
+    if name == "memory":
+        store = _memory()
+    elif name == "filesystem":
         store = _filesystem(tmp_path / "store")
     else:
         rgw = request.getfixturevalue("rgw")
@@ -112,7 +124,7 @@ async def _opened(
             _remove_s3_prefix(rgw, prefix)
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     async with _opened(request, request.param, tmp_path) as store:
         yield store
