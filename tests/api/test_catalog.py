@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.conftest import start_server
+from tests.asgi_registry import InProcessRegistry
 from tests.images import push_blob
 
 NAMES = ["b", "a", "a/b", "a-b", "a/b/c", "a.b", "z/z", "a_b", "a__b"]
 
 
 def test_catalog_lists_repositories_in_order(
-    request: pytest.FixtureRequest, tmp_path: Path
+    make_registry: Callable[..., InProcessRegistry],
 ) -> None:
-    server = start_server(request, tmp_path)
-    with server.client() as client:
+    with make_registry().client() as client:
         for name in NAMES:
             push_blob(client, name, name.encode())
         r = client.get("/v2/_catalog")
