@@ -37,6 +37,8 @@ BUILTIN_ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset({ANY_ACTION}),
 }
 
+# Every character a repository name may hold (registry/reference.py's grammar).
+_NAME_CHARS = re.compile(r"[a-z0-9._/-]*")
 _TYPE_RE = re.compile(r"^([a-z0-9]+)(?:\([a-z0-9]+\))?$")
 _ACTION_RE = re.compile(r"^[a-z*]+$")
 
@@ -192,6 +194,13 @@ def matches(pattern: str, name: str) -> bool:
     return _pattern_re(pattern).match(name) is not None
 
 
+def _literal_prefix(pattern: str) -> str:
+    # A wildcard is a character no repository name holds, under any pattern grammar, so
+    # the name characters before the first other one are literal.
+    literal = _NAME_CHARS.match(pattern)
+    return literal.group() if literal else ""
+
+
 # ----------------------------------------------------------------------------- policy
 
 
@@ -247,6 +256,22 @@ class Policy:
         if ANY_ACTION in held:
             return REPOSITORY_ACTIONS
         return frozenset(held & REPOSITORY_ACTIONS)
+
+    def pull_prefixes(self, identity: Identity | None) -> tuple[str, ...]:
+        """Literal prefixes that every repository the caller may pull starts with, in
+        order: each pattern's part before its first wildcard ("" when it starts with one).
+        The catalog reads only the names below them, so that repositories outside cost
+        a filtered caller nothing."""
+        return tuple(
+            sorted(
+                {
+                    _literal_prefix(pattern)
+                    for g in self.grants
+                    if g.binds(identity) and (PULL in g.actions or ANY_ACTION in g.actions)
+                    for pattern in g.repositories
+                }
+            )
+        )
 
     def may_list_catalog(self, identity: Identity | None) -> bool:
         """The catalog is open to every caller who may pull something (it is filtered to

@@ -13,6 +13,7 @@ import itertools
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from registry.config import S3Config
+from storage_backends import filesystem
 from storage_backends.base import (
     Driver,
     FileWriter,
@@ -30,6 +32,8 @@ from storage_backends.base import (
     PathNotFoundError,
     StorageError,
 )
+from storage_backends.checked import CheckedDriver
+from storage_backends.filesystem import FilesystemDriver
 from storage_backends.s3 import (
     MAX_PART,
     MAX_PARTS,
@@ -556,6 +560,38 @@ async def test_url_for_serves_the_file_or_is_none(backend: Backend, driver: Driv
         assert (await client.get(forged_sig)).status_code == 403
         other_key = urlunsplit(parts._replace(path=parts.path.replace("abc", "abd")))
         assert (await client.get(other_key)).status_code == 403
+
+
+# -- filesystem specifics
+
+
+async def test_filesystem_recursive_page_reads_only_the_folders_on_its_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page after ``start_after`` skips the folders before it and stops at its limit:
+    a page of the catalog costs what it returns, not a walk of every repository."""
+    driver = CheckedDriver(FilesystemDriver(tmp_path))
+    await put_all(driver, [f"d{d:02d}/f{f:02d}" for d in range(50) for f in range(20)])
+    opened: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: Any) -> Any:
+        opened.append(os.path.relpath(path, tmp_path))
+        return scandir(path)
+
+    monkeypatch.setattr(filesystem.os, "scandir", counting)
+    assert await driver.list("", recursive=True, start_after="d25/f05", limit=3) == [
+        "d25/f06",
+        "d25/f07",
+        "d25/f08",
+    ]
+    assert opened == [".", "d25"]
+    opened.clear()
+    assert await driver.list("", recursive=True, start_after="d25/f19", limit=2) == [
+        "d26/f00",
+        "d26/f01",
+    ]
+    assert opened == [".", "d25", "d26"]
 
 
 # -- S3 specifics (on RGW): multipart copy, encryption, and the part arithmetic
