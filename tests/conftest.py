@@ -78,11 +78,12 @@ def start_server(
     return server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api_target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryTarget]:
-    """One registry per test module and target; tests use their own repository names."""
+    """One registry per target, shared by the tests that ask for it: they use their own
+    repository names."""
     target = getattr(request, "param", IN_PROCESS)
     if target == IN_PROCESS:
         with InProcessRegistry() as registry:
