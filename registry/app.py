@@ -22,17 +22,21 @@ from registry.request_log import RequestLogMiddleware, setup_logging
 from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import RegistryStore
-from storage_backends import InvalidPathError, StorageError
+from storage_backends import CheckedDriver, Driver, InvalidPathError, StorageError
 from storage_backends.factory import open_driver
 
 log = logging.getLogger("registry")
 
 
-def create_app(config: Config) -> FastAPI:
+def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
+    """The application; ``driver`` replaces the configured storage (tests give a
+    MemoryDriver), wrapped as the configured one would be."""
     setup_logging(config.log.level, config.log.format)
-    driver = open_driver(config.storage)
-    if config.metrics.enabled:
-        driver = metrics.InstrumentedDriver(driver)
+    observer = metrics.observe_storage if config.metrics.enabled else None
+    if driver is None:
+        driver = open_driver(config.storage, observer)
+    else:
+        driver = CheckedDriver(driver, observer)
 
     inflight = InflightRequests()
 

@@ -10,11 +10,10 @@ whatever else is defined on it (the garbage collector's metrics in ``registry/gc
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -29,14 +28,6 @@ from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from registry.request_log import ASGIApp, Receive, RequestStats, Scope, Send
-from storage_backends import (
-    Driver,
-    FileInfo,
-    FileWriter,
-    InvalidOffsetError,
-    InvalidPathError,
-    PathNotFoundError,
-)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The text format every Prometheus version reads (the names need no UTF-8 escaping).
@@ -50,8 +41,6 @@ _UPLOAD_METHODS = frozenset({"POST", "PATCH", "PUT"})
 # Uploads of large layers take minutes: the buckets reach that far.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-# Outcomes the caller expects and handles: not failures of the backend.
-_NOT_STORAGE_ERRORS = (PathNotFoundError, InvalidPathError, InvalidOffsetError)
 
 REQUESTS = Counter(
     "registry_http_requests",
@@ -155,137 +144,19 @@ def process_exit() -> None:
         _multiprocess.mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
 
-class _Timed:
-    """Times one driver call and counts it as an error when it fails."""
-
-    def __init__(self, driver: str) -> None:
-        self.driver = driver
-
-    @contextlib.contextmanager
-    def __call__(self, operation: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        except _NOT_STORAGE_ERRORS:
-            raise
-        except Exception:
-            STORAGE_ERRORS.labels(self.driver, operation).inc()
-            raise
-        finally:
-            STORAGE_DURATION.labels(self.driver, operation).observe(time.perf_counter() - started)
+def observe_storage(driver: str, operation: str, seconds: float, failed: bool) -> None:
+    """The storage observer (``storage_backends.checked``): each driver call's duration,
+    and its failure. The operation label is a driver method's name: a fixed set."""
+    duration, errors = _storage_series(driver, operation)
+    duration.observe(seconds)
+    if failed:
+        errors.inc()
 
 
-class InstrumentedWriter:
-    def __init__(self, inner: FileWriter, timed: _Timed) -> None:
-        self._inner = inner
-        self._timed = timed
-
-    @property
-    def size(self) -> int:
-        return self._inner.size
-
-    async def write(self, data: bytes) -> None:
-        with self._timed("write"):
-            await self._inner.write(data)
-
-    async def commit(self) -> None:
-        with self._timed("commit"):
-            await self._inner.commit()
-
-    async def close(self) -> None:
-        with self._timed("close"):
-            await self._inner.close()
-
-    async def cancel(self) -> None:
-        with self._timed("cancel"):
-            await self._inner.cancel()
-
-
-class InstrumentedDriver:
-    """A Driver that times every call of the one it wraps and counts its failures.
-
-    The operation label is the driver method's name, so the label set is fixed. Any
-    other attribute is the wrapped driver's."""
-
-    def __init__(self, inner: Driver) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._timed = _Timed(inner.name)
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self.inner, attribute)
-
-    async def get(self, path: str) -> bytes:
-        with self._timed("get"):
-            return await self.inner.get(path)
-
-    async def put(self, path: str, data: bytes) -> None:
-        with self._timed("put"):
-            await self.inner.put(path, data)
-
-    async def read(
-        self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        started = time.perf_counter()
-        first = True
-        chunks = self.inner.read(path, offset, length)
-        try:
-            async for chunk in chunks:
-                if first:
-                    first = False
-                    STORAGE_DURATION.labels(self.name, "read").observe(
-                        time.perf_counter() - started
-                    )
-                yield chunk
-        except _NOT_STORAGE_ERRORS:
-            raise
-        except Exception:
-            STORAGE_ERRORS.labels(self.name, "read").inc()
-            raise
-        finally:
-            # A consumer that stops early closes this generator: close the driver's
-            # now, so that it releases its file or connection at once.
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
-        with self._timed("writer"):
-            inner = await self.inner.writer(path, append)
-        return InstrumentedWriter(inner, self._timed)
-
-    async def stat(self, path: str) -> FileInfo:
-        with self._timed("stat"):
-            return await self.inner.stat(path)
-
-    async def list(
-        self,
-        prefix: str,
-        *,
-        start_after: str | None = None,
-        limit: int | None = None,
-        recursive: bool = False,
-    ) -> list[str]:
-        with self._timed("list"):
-            return await self.inner.list(
-                prefix, start_after=start_after, limit=limit, recursive=recursive
-            )
-
-    async def move(self, src: str, dst: str) -> None:
-        with self._timed("move"):
-            await self.inner.move(src, dst)
-
-    async def delete(self, path: str) -> None:
-        with self._timed("delete"):
-            await self.inner.delete(path)
-
-    async def delete_many(self, paths: Sequence[str]) -> None:
-        with self._timed("delete_many"):
-            await self.inner.delete_many(paths)
-
-    async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
-        with self._timed("url_for"):
-            return await self.inner.url_for(path, expires_in)
-
-    async def close(self) -> None:
-        await self.inner.close()
+@functools.cache
+def _storage_series(driver: str, operation: str) -> tuple[Any, Any]:
+    # Looking a labelled child up costs more than observing into it; the labels are few.
+    return (
+        STORAGE_DURATION.labels(driver, operation),
+        STORAGE_ERRORS.labels(driver, operation),
+    )

@@ -9,13 +9,16 @@ from storage_backends.base import (
     PathNotFoundError,
     StorageError,
 )
+from storage_backends.checked import CheckedDriver, Observer
 
 __all__ = [
+    "CheckedDriver",
     "Driver",
     "FileInfo",
     "FileWriter",
     "InvalidOffsetError",
     "InvalidPathError",
+    "Observer",
     "PathNotFoundError",
     "StorageError",
 ]

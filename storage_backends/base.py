@@ -2,9 +2,9 @@
 
 Paths are '/'-separated keys relative to the driver's root, such as
 ``blobs/sha256/ab/abcd.../data``. The registry validates every name, tag and digest
-before it builds a path, and each driver also refuses paths with empty components or
-components starting with ``.`` (``check_path``) so that a bug above can never escape the
-root or reach a driver's own files.
+before it builds a path, and ``storage_backends.checked`` wraps every driver to refuse
+paths with empty components or components starting with ``.``, so that a driver
+receives only safe paths and checks none itself.
 
 A driver is small and dumb: atomicity of a single ``put``/``move`` is its job;
 everything about layout and meaning lives in ``registry/store``.
@@ -12,14 +12,9 @@ everything about layout and meaning lives in ``registry/store``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-
-# No component starts with '.': drivers keep their own files under such names (the
-# filesystem driver's ``.tmp``), and '.'/'..' are refused with them.
-_COMPONENT = re.compile(r"^[A-Za-z0-9_:!+=-][A-Za-z0-9_.:!+=-]*$")
 
 
 class StorageError(Exception):
@@ -49,29 +44,6 @@ class FileInfo:
     size: int
     modified: float  # seconds since the epoch
     is_dir: bool = False
-
-
-def check_path(path: str) -> str:
-    """Return ``path`` if it is a safe relative key, else raise InvalidPathError."""
-    if not path or path.startswith("/") or path.endswith("/"):
-        raise InvalidPathError(f"invalid path: {path!r}")
-    for part in path.split("/"):
-        if part in ("", ".", "..") or not _COMPONENT.match(part):
-            raise InvalidPathError(f"invalid path: {path!r}")
-    return path
-
-
-def check_prefix(prefix: str) -> str:
-    """Like check_path, for a directory prefix; the empty prefix is the root."""
-    return check_path(prefix) if prefix else prefix
-
-
-def check_paths(paths: Sequence[str]) -> list[str]:
-    """``paths`` as a list if every one passes check_path, else raise InvalidPathError.
-    A lone string is a TypeError: as a sequence it is its characters, valid paths all."""
-    if isinstance(paths, str):
-        raise TypeError(f"expected a sequence of paths, got the string {paths!r}")
-    return [check_path(p) for p in paths]
 
 
 @runtime_checkable

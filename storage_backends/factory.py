@@ -1,17 +1,23 @@
-"""Build the configured storage driver."""
+"""Build the configured storage driver, wrapped as every production path uses it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from storage_backends.base import Driver
+from storage_backends.checked import CheckedDriver, Observer
 
 if TYPE_CHECKING:
     from registry.config import StorageConfig
 
 
-def open_driver(storage_config: StorageConfig) -> Driver:
-    """The driver named by ``storage.driver``: ``filesystem`` or ``s3``."""
+def open_driver(storage_config: StorageConfig, observer: Observer | None = None) -> Driver:
+    """The driver named by ``storage.driver`` (``filesystem`` or ``s3``), its paths
+    checked and, given an ``observer``, its calls timed."""
+    return CheckedDriver(_open_bare(storage_config), observer)
+
+
+def _open_bare(storage_config: StorageConfig) -> Driver:
     if storage_config.driver == "filesystem":
         from storage_backends.filesystem import FilesystemDriver
 

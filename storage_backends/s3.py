@@ -4,10 +4,10 @@ boto3 blocks, so every call runs in one bounded thread pool per driver (as many 
 as HTTP connections), never on the event loop. Appendable writers are S3 multipart
 uploads whose state -- upload id, parts, and the tail smaller than a part -- is saved
 in sidecar objects next to the key on ``close``, so that a writer closed in one process
-can be continued in another. The sidecar suffixes contain ``@``, a character
-``check_path`` refuses, so they can never collide with a real file (``.upload`` could:
-tags such as ``v1.upload`` are files). As the protocol says, written data becomes a
-readable, listable, movable object only on ``commit``.
+can be continued in another. The sidecar suffixes contain ``@``, a character the path
+check (``storage_backends.checked``) refuses, so they can never collide with a real file
+(``.upload`` could: tags such as ``v1.upload`` are files). As the protocol says, written
+data becomes a readable, listable, movable object only on ``commit``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage_backends.base import (
-    FileInfo,
-    PathNotFoundError,
-    StorageError,
-    check_path,
-    check_paths,
-    check_prefix,
-)
+from storage_backends.base import FileInfo, PathNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -358,10 +351,10 @@ class S3Driver:
     # -- plumbing
 
     def _key(self, path: str) -> str:
-        return self._root + check_path(path)
+        return self._root + path
 
     def _dir_key(self, prefix: str) -> str:
-        return self._root + check_prefix(prefix) + "/" if prefix else self._root
+        return self._root + prefix + "/" if prefix else self._root
 
     async def _call(self, fn: Callable[[], T], missing: str | None = None) -> T:
         """Run ``fn`` in the pool; map botocore errors to StorageError (or, when
@@ -728,7 +721,7 @@ class S3Driver:
         )
 
     async def delete_many(self, paths: Sequence[str]) -> None:
-        await self._delete_keys([self._root + p for p in check_paths(paths)])
+        await self._delete_keys([self._root + p for p in paths])
 
     async def _abort_uploads_under(self, key: str) -> None:
         for upload_key, upload_id in await self._uploads_under(key):

@@ -8,6 +8,7 @@ from registry.auth.authorizer import (
     authorize_request,
     may_pull,
     repository_filter,
+    repository_prefixes,
 )
 from registry.auth.token_service import TokenService
 
@@ -23,4 +24,5 @@ __all__ = [
     "may_pull",
     "parse_scope",
     "repository_filter",
+    "repository_prefixes",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from registry.patterns import matches_any
+from registry.patterns import literal_prefix, matches_any
 from registry.reference import is_valid_name
 
 PULL = "pull"
@@ -38,6 +38,7 @@ BUILTIN_ROLES: Mapping[str, frozenset[str]] = {
     "admin": frozenset({ANY_ACTION}),
 }
 
+# Every character a repository name may hold (registry/reference.py's grammar).
 _TYPE_RE = re.compile(r"^([a-z0-9]+)(?:\([a-z0-9]+\))?$")
 _ACTION_RE = re.compile(r"^[a-z*]+$")
 
@@ -234,6 +235,22 @@ class Policy:
         if ANY_ACTION in held:
             return REPOSITORY_ACTIONS
         return frozenset(held & REPOSITORY_ACTIONS)
+
+    def pull_prefixes(self, identity: Identity | None) -> tuple[str, ...]:
+        """Literal prefixes that every repository the caller may pull starts with, in
+        order: each pattern's part before its first wildcard ("" when it starts with one).
+        The catalog reads only the names below them, so that repositories outside cost
+        a filtered caller nothing."""
+        return tuple(
+            sorted(
+                {
+                    literal_prefix(pattern)
+                    for g in self.grants
+                    if g.binds(identity) and (PULL in g.actions or ANY_ACTION in g.actions)
+                    for pattern in g.repositories
+                }
+            )
+        )
 
     def may_list_catalog(self, identity: Identity | None) -> bool:
         """The catalog is open to every caller who may pull something (it is filtered to

@@ -324,11 +324,7 @@ class Authorizer:
     def pullable(self, caller: Caller) -> Callable[[str], bool]:
         """Whether the caller may pull a repository: the policy, and in token mode also
         what the token itself grants (an external issuer may know more than our policy)."""
-        token_names = {
-            s.name
-            for s in caller.token_access or ()
-            if s.type == REPOSITORY and scope_covers([s], _pull(s.name))
-        }
+        token_names = _token_pulls(caller)
 
         def visible(name: str) -> bool:
             return name in token_names or PULL in self.policy.repository_actions(
@@ -340,6 +336,15 @@ class Authorizer:
 
 def _pull(name: str) -> ResourceScope:
     return ResourceScope(REPOSITORY, name, frozenset({PULL}))
+
+
+def _token_pulls(caller: Caller) -> set[str]:
+    """The repositories the caller's token itself grants pull on."""
+    return {
+        s.name
+        for s in caller.token_access or ()
+        if s.type == REPOSITORY and scope_covers([s], _pull(s.name))
+    }
 
 
 def _mount_source(request: Request) -> list[ResourceScope]:
@@ -381,6 +386,17 @@ def repository_filter(request: Request) -> Callable[[str], bool]:
     if caller is None:
         return lambda _name: False
     return authorizer.pullable(caller)
+
+
+def repository_prefixes(request: Request) -> tuple[str, ...]:
+    """Literal prefixes of every repository that ``repository_filter`` can let through
+    (("",): any), so that the catalog reads no others."""
+    authorizer, caller = _caller(request)
+    if authorizer is None:
+        return ("",)
+    if caller is None:
+        return ()
+    return (*authorizer.policy.pull_prefixes(caller.identity), *_token_pulls(caller))
 
 
 # ---------------------------------------------------------------------- configuration

@@ -43,7 +43,7 @@ def test_every_response_has_a_request_id(client: httpx.Client) -> None:
     assert len(client.get("/v2/").headers["X-Request-Id"]) == 32
 
 
-def test_tls_hello_gets_an_http1_answer(registry: RegistryServer) -> None:
+def test_tls_hello_gets_an_http1_answer(api_server: RegistryServer) -> None:
     """Docker with insecure-registries tries TLS first and falls back to plain HTTP only
     when the port answers the TLS ClientHello with an HTTP/1.x response."""
     ctx = ssl.create_default_context()
@@ -53,7 +53,7 @@ def test_tls_hello_gets_an_http1_answer(registry: RegistryServer) -> None:
         tls.do_handshake()
     hello = outgoing.read()
     assert hello[0] == 0x16  # a TLS handshake record
-    with socket.create_connection(("127.0.0.1", registry.port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", api_server.port), timeout=5) as s:
         s.sendall(hello)
         answer = s.recv(64)
     assert answer.startswith(b"HTTP/1.")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from tests.conftest import start_server
+from tests.asgi_registry import InProcessRegistry
 from tests.images import image, push_image
 
 
-def test_deletes_are_unsupported(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    server = start_server(request, tmp_path, env={"REGISTRY_STORAGE_DELETE_ENABLED": "false"})
-    with server.client() as client:
+def test_deletes_are_unsupported(make_registry: Callable[..., InProcessRegistry]) -> None:
+    registry = make_registry({"storage": {"delete": {"enabled": False}}})
+    with registry.client() as client:
         img = image()
         digest = push_image(client, "app", img, tag="v1")
         blob = next(iter(img.blobs))

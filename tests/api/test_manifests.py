@@ -20,7 +20,7 @@ from tests.images import (
     push_image,
     sha256,
 )
-from tests.server import RegistryServer
+from tests.targets import RegistryTarget
 
 
 def error_code(r: httpx.Response) -> str:
@@ -222,7 +222,7 @@ def test_subject_need_not_exist(client: httpx.Client, repo: str) -> None:
     ],
 )
 def test_invalid_manifest_is_refused(
-    client: httpx.Client, repo: str, body: bytes, content_type: str, registry: RegistryServer
+    client: httpx.Client, repo: str, body: bytes, content_type: str, api_target: RegistryTarget
 ) -> None:
     r = client.put(
         f"/v2/{repo}/manifests/bad", content=body, headers={"Content-Type": content_type}
@@ -230,8 +230,7 @@ def test_invalid_manifest_is_refused(
     assert r.status_code == 400, r.text
     assert error_code(r) == "MANIFEST_INVALID"
     assert client.get(f"/v2/{repo}/manifests/bad").status_code == 404
-    if registry.data_dir.exists():
-        assert not (registry.data_dir / "repositories" / repo).exists()
+    assert not [p for p in api_target.stored_files() if p.startswith(f"repositories/{repo}/")]
 
 
 def test_manifest_too_large_is_413(client: httpx.Client, repo: str) -> None:

@@ -4,13 +4,12 @@ invalid names answer NAME_INVALID and leave nothing behind."""
 from __future__ import annotations
 
 import os
-import socket
 
 import httpx
 import pytest
 
 from tests.images import sha256
-from tests.server import RegistryServer
+from tests.targets import RegistryTarget
 
 BAD_NAMES = [
     "..",
@@ -27,25 +26,8 @@ BAD_NAMES = [
 ]
 
 
-def raw_request(
-    server: RegistryServer, method: str, path: str, body: bytes = b""
-) -> tuple[int, bytes]:
-    """Send a request with the path exactly as given (no client-side normalisation)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(
-            f"{method} {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + body
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    status = int(data.split(b" ", 2)[1])
-    return status, data
-
-
 @pytest.mark.parametrize("name", BAD_NAMES)
-def test_invalid_names_are_refused(registry: RegistryServer, name: str) -> None:
+def test_invalid_names_are_refused(api_target: RegistryTarget, name: str) -> None:
     blob = os.urandom(10)
     for method, path in [
         ("GET", f"/v2/{name}/tags/list"),
@@ -54,19 +36,18 @@ def test_invalid_names_are_refused(registry: RegistryServer, name: str) -> None:
         ("POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}"),
         ("POST", f"/v2/{name}/blobs/uploads/"),
     ]:
-        status, data = raw_request(registry, method, path, blob if method == "POST" else b"")
+        status, data = api_target.raw_request(method, path, blob if method == "POST" else b"")
         assert status in (400, 404), (method, path, data[:300])
         if method != "HEAD" and status == 400:
             assert b"NAME_INVALID" in data
-    if registry.data_dir.exists():
-        stray = [p for p in registry.data_dir.rglob("*") if ".." in p.as_posix() or "etc" in p.name]
-        assert stray == []
+    stray = [p for p in api_target.stored_files() if ".." in p or "etc" in p.split("/")]
+    assert stray == []
 
 
-def test_absolute_path_name(registry: RegistryServer) -> None:
-    status, data = raw_request(registry, "GET", "//etc/passwd/tags/list")
+def test_absolute_path_name(api_target: RegistryTarget) -> None:
+    status, data = api_target.raw_request("GET", "//etc/passwd/tags/list")
     assert status in (400, 404)
-    status, data = raw_request(registry, "GET", "/v2//etc/tags/list")
+    status, data = api_target.raw_request("GET", "/v2//etc/tags/list")
     assert status == 400 and b"NAME_INVALID" in data
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.images import push_blob, sha256
 from tests.server import RegistryServer
+from tests.targets import RegistryTarget, stray_files
 
 
 def start(client: httpx.Client, repo: str) -> str:
@@ -132,7 +133,7 @@ def test_malformed_content_range_is_416(client: httpx.Client, repo: str) -> None
 
 
 def test_wrong_digest_is_refused_and_nothing_visible(
-    client: httpx.Client, repo: str, registry: RegistryServer
+    client: httpx.Client, repo: str, api_target: RegistryTarget
 ) -> None:
     data = os.urandom(1000)
     wrong = sha256(b"something else")
@@ -147,8 +148,7 @@ def test_wrong_digest_is_refused_and_nothing_visible(
     assert r.status_code == 400
     assert r.json()["errors"][0]["code"] == "DIGEST_INVALID"
     assert client.get(location).status_code == 404  # the failed session is gone
-    if registry.data_dir.exists():
-        assert not [p for p in registry.stray_files() if repo in p]
+    assert not [p for p in stray_files(api_target.stored_files()) if repo in p]
 
 
 def test_put_without_digest_is_400(client: httpx.Client, repo: str) -> None:
@@ -218,25 +218,24 @@ def test_mount_from_invalid_name_is_400(client: httpx.Client, repo: str) -> None
 
 
 def test_client_disconnect_mid_upload_leaves_nothing_visible(
-    client: httpx.Client, repo: str, registry: RegistryServer
+    client: httpx.Client, repo: str, api_target: RegistryTarget, api_server: RegistryServer
 ) -> None:
     data = os.urandom(1_000_000)
     digest = sha256(data)
-    with socket.create_connection(("127.0.0.1", registry.port)) as s:
+    with socket.create_connection(("127.0.0.1", api_server.port)) as s:
         s.sendall(
             f"POST /v2/{repo}/blobs/uploads/?digest={digest} HTTP/1.1\r\n"
-            f"Host: {registry.host}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            f"Host: {api_server.host}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
         )
         s.sendall(data[: len(data) // 2])
     # The request is over once its access-log line is written: by then the server has
     # seen the disconnect and cleaned up.
     deadline = time.monotonic() + 20
-    while f"POST /v2/{repo}/blobs/uploads/" not in registry.log():
+    while f"POST /v2/{repo}/blobs/uploads/" not in api_server.log():
         assert time.monotonic() < deadline, "the server never finished the request"
         time.sleep(0.05)
     assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
-    if registry.data_dir.exists():
-        assert not [p for p in registry.stray_files() if repo in p]
+    assert not [p for p in stray_files(api_target.stored_files()) if repo in p]
 
 
 def test_truncated_chunked_upload_cannot_complete(client: httpx.Client, repo: str) -> None:

@@ -1,4 +1,6 @@
-"""The backends the driver contract runs on: filesystem in tmp_path, S3 on Ceph RGW."""
+"""The backends the driver contract runs on: memory, filesystem in tmp_path, S3 on Ceph
+RGW. Every driver is opened as production opens it: inside the CheckedDriver wrapper
+(``bare`` reaches the driver inside, for tests of S3 internals)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from typing import Any
 import pytest
 
 from storage_backends.base import Driver
+from storage_backends.checked import CheckedDriver, Observer
 from storage_backends.filesystem import FilesystemDriver
+from storage_backends.memory import MemoryDriver, MemoryStore
 from storage_backends.s3 import MIN_PART, S3Driver
 from tests.rgw import RgwServer
 
@@ -26,15 +30,30 @@ class Backend:
     list_stored: Callable[[], list[str]]
     opened: list[Driver] = field(default_factory=list)
 
-    def open(self, **s3_overrides: Any) -> Driver:
+    def open(self, observer: Observer | None = None, **s3_overrides: Any) -> CheckedDriver:
         driver = self.factory(**s3_overrides)
         self.opened.append(driver)
-        return driver
+        return CheckedDriver(driver, observer)
+
+
+def bare(driver: Driver) -> Driver:
+    """The driver inside the wrapper."""
+    assert isinstance(driver, CheckedDriver)
+    return driver.inner
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _memory() -> Backend:
+    store = MemoryStore()
+
+    def stored() -> list[str]:
+        return sorted([*store.files, *(f"upload:{p}" for p in store.unfinished)])
+
+    return Backend("memory", lambda **_: MemoryDriver(store), stored)
 
 
 def _filesystem(root: Path) -> Backend:
@@ -88,7 +107,9 @@ async def _opened(
     request: pytest.FixtureRequest, name: str, tmp_path: Path
 ) -> AsyncIterator[Backend]:
     rgw: RgwServer | None = None
-    if name == "filesystem":
+    if name == "memory":
+        store = _memory()
+    elif name == "filesystem":
         store = _filesystem(tmp_path / "store")
     else:
         rgw = request.getfixturevalue("rgw")
@@ -103,7 +124,7 @@ async def _opened(
             _remove_s3_prefix(rgw, prefix)
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     async with _opened(request, request.param, tmp_path) as store:
         yield store
@@ -117,5 +138,5 @@ async def s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture
-def driver(backend: Backend) -> Driver:
+def driver(backend: Backend) -> CheckedDriver:
     return backend.open()

@@ -1,8 +1,9 @@
 """The storage driver contract: every driver passes the same tests.
 
-Each test runs on the filesystem driver and on the S3 driver against Ceph RGW (marked
-``s3``). A "new driver" on the same store stands in for another worker process. The
-S3 driver runs with 5 MiB parts here, so a few MiB already cross part boundaries.
+Each test runs on the memory driver, the filesystem driver and the S3 driver against Ceph
+RGW (marked ``s3``), each inside the CheckedDriver wrapper as production runs them. A "new
+driver" on the same store stands in for another worker process. The S3 driver runs with
+5 MiB parts here, so a few MiB already cross part boundaries.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from registry.config import S3Config
+from storage_backends import filesystem
 from storage_backends.base import (
     Driver,
     FileWriter,
@@ -29,6 +32,8 @@ from storage_backends.base import (
     PathNotFoundError,
     StorageError,
 )
+from storage_backends.checked import CheckedDriver
+from storage_backends.filesystem import FilesystemDriver
 from storage_backends.s3 import (
     MAX_PART,
     MAX_PARTS,
@@ -37,7 +42,7 @@ from storage_backends.s3 import (
     copy_ranges,
     part_threshold,
 )
-from tests.contract.conftest import Backend
+from tests.contract.conftest import Backend, bare
 
 pytestmark = pytest.mark.anyio
 
@@ -456,9 +461,10 @@ async def test_delete_many_deletes_over_1000_files_in_a_request_per_1000(
         with lock:
             in_flight[0] -= 1
 
-    if isinstance(driver, S3Driver):
-        driver._s3.meta.events.register("before-call.s3", before)
-        driver._s3.meta.events.register("after-call.s3", after)
+    s3 = bare(driver)
+    if isinstance(s3, S3Driver):
+        s3._s3.meta.events.register("before-call.s3", before)
+        s3._s3.meta.events.register("after-call.s3", after)
     await driver.delete_many(files)
     assert backend.list_stored() == ["bulk/kept"]
     if backend.name == "s3":
@@ -538,7 +544,7 @@ async def test_delete_many_refuses_invalid_paths_before_deleting_any(
 async def test_url_for_serves_the_file_or_is_none(backend: Backend, driver: Driver) -> None:
     await driver.put("blobs/abc/data", b"direct bytes")
     url = await driver.url_for("blobs/abc/data", expires_in=300)
-    if backend.name == "filesystem":
+    if backend.name != "s3":  # no direct URLs
         assert url is None
         return
     assert url is not None
@@ -556,6 +562,38 @@ async def test_url_for_serves_the_file_or_is_none(backend: Backend, driver: Driv
         assert (await client.get(other_key)).status_code == 403
 
 
+# -- filesystem specifics
+
+
+async def test_filesystem_recursive_page_reads_only_the_folders_on_its_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page after ``start_after`` skips the folders before it and stops at its limit:
+    a page of the catalog costs what it returns, not a walk of every repository."""
+    driver = CheckedDriver(FilesystemDriver(tmp_path))
+    await put_all(driver, [f"d{d:02d}/f{f:02d}" for d in range(50) for f in range(20)])
+    opened: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: Any) -> Any:
+        opened.append(os.path.relpath(path, tmp_path))
+        return scandir(path)
+
+    monkeypatch.setattr(filesystem.os, "scandir", counting)
+    assert await driver.list("", recursive=True, start_after="d25/f05", limit=3) == [
+        "d25/f06",
+        "d25/f07",
+        "d25/f08",
+    ]
+    assert opened == [".", "d25"]
+    opened.clear()
+    assert await driver.list("", recursive=True, start_after="d25/f19", limit=2) == [
+        "d26/f00",
+        "d26/f01",
+    ]
+    assert opened == [".", "d25", "d26"]
+
+
 # -- S3 specifics (on RGW): multipart copy, encryption, and the part arithmetic
 
 
@@ -563,9 +601,10 @@ async def test_url_for_serves_the_file_or_is_none(backend: Backend, driver: Driv
 async def test_s3_move_above_the_copy_limit_copies_in_parts(s3_backend: Backend) -> None:
     backend = s3_backend
     driver = backend.open()
-    assert isinstance(driver, S3Driver)
-    driver._copy_limit = MIN_PART  # what 5 GiB is on AWS
-    driver._copy_part_size = MIN_PART
+    s3 = bare(driver)
+    assert isinstance(s3, S3Driver)
+    s3._copy_limit = MIN_PART  # what 5 GiB is on AWS
+    s3._copy_part_size = MIN_PART
     data = os.urandom(2 * MIN_PART + 999)
     await driver.put("mp/src", data)
     await driver.move("mp/src", "mp/dst")
@@ -603,25 +642,25 @@ async def test_s3_encrypted_objects_round_trip(s3_backend: Backend) -> None:
     await driver.move("enc/big", "enc/big2")
     assert await read_all(driver, "enc/big2") == data + b"!"
     assert backend.list_stored() == ["enc/big2", "enc/moved"]
-    assert isinstance(driver, S3Driver)
+    s3 = bare(driver)
+    assert isinstance(s3, S3Driver)
     for key in ("enc/moved", "enc/big2"):
-        head = await asyncio.to_thread(
-            driver._s3.head_object, Bucket=driver._bucket, Key=driver._key(key)
-        )
+        head = await asyncio.to_thread(s3._s3.head_object, Bucket=s3._bucket, Key=s3._key(key))
         assert head.get("ServerSideEncryption") == "aws:kms"
 
 
 @pytest.mark.s3
 async def test_s3_a_listing_page_costs_one_request_of_its_size(s3_backend: Backend) -> None:
     driver = s3_backend.open()
-    assert isinstance(driver, S3Driver)
+    s3 = bare(driver)
+    assert isinstance(s3, S3Driver)
     await put_all(driver, [f"page/k{i:03d}" for i in range(40)])
     calls: list[dict[str, object]] = []
 
     def count(params: dict[str, object], **_: object) -> None:
         calls.append(params)
 
-    driver._s3.meta.events.register("provide-client-params.s3.ListObjectsV2", count)
+    s3._s3.meta.events.register("provide-client-params.s3.ListObjectsV2", count)
     assert await driver.list("page", start_after="k009", limit=5) == [
         f"k{i:03d}" for i in range(10, 15)
     ]

@@ -35,7 +35,7 @@ NAMES = repository_names()
 
 
 @pytest.fixture(scope="module")
-def registry(
+def catalog_server(
     request: pytest.FixtureRequest, rgw: RgwServer, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
     prefix = f"catalog-{uuid.uuid4().hex[:12]}"
@@ -71,27 +71,27 @@ def timed_page(server: RegistryServer, last: str | None) -> tuple[float, list[st
     return elapsed, names, r.headers.get("Link")
 
 
-def test_first_page_answers_well_under_a_second(registry: RegistryServer) -> None:
-    elapsed, names, link = timed_page(registry, None)
+def test_first_page_answers_well_under_a_second(catalog_server: RegistryServer) -> None:
+    elapsed, names, link = timed_page(catalog_server, None)
     print(f"\nfirst page of {PAGE} of {len(NAMES)} repositories: {elapsed * 1000:.0f} ms")
     assert names == NAMES[:PAGE]
     assert link == f'</v2/_catalog?n={PAGE}&last={NAMES[PAGE - 1].replace("/", "%2F")}>; rel="next"'
     assert elapsed < PAGE_BUDGET
 
 
-def test_middle_page_answers_well_under_a_second(registry: RegistryServer) -> None:
+def test_middle_page_answers_well_under_a_second(catalog_server: RegistryServer) -> None:
     middle = len(NAMES) // 2
-    elapsed, names, _ = timed_page(registry, NAMES[middle - 1])
+    elapsed, names, _ = timed_page(catalog_server, NAMES[middle - 1])
     print(f"\npage after {NAMES[middle - 1]!r}: {elapsed * 1000:.0f} ms")
     assert names == NAMES[middle : middle + PAGE]
     assert elapsed < PAGE_BUDGET
 
 
-def test_pagination_visits_every_name_in_order(registry: RegistryServer) -> None:
+def test_pagination_visits_every_name_in_order(catalog_server: RegistryServer) -> None:
     seen: list[str] = []
     url: str | None = f"/v2/_catalog?n={PAGE}"
     slowest = 0.0
-    with registry.client() as c:
+    with catalog_server.client() as c:
         while url:
             started = time.perf_counter()
             r = c.get(url)
