@@ -66,7 +66,7 @@ def auth_config(tmp_path: Path, anonymous: list[str]) -> dict[str, Any]:
         "auth": {
             "mode": "basic",
             "htpasswd": str(htpasswd),
-            "grants": [{"repositories": ["*"], "role": "admin", "users": ["admin"]}],
+            "grants": [{"repositories": ["**"], "role": "admin", "users": ["admin"]}],
             "anonymous": [{"repositories": anonymous, "role": "reader"}],
         }
     }
@@ -112,7 +112,7 @@ def test_hidden_repositories_outside_the_grants_are_never_listed(
 ) -> None:
     """Issue 10 item 5: 3,000 hidden repositories made a page of one take 1,500 listings
     (4 s on a filesystem); now they are not read at all."""
-    config = auth_config(tmp_path, ["public/*", "lib-*"])
+    config = auth_config(tmp_path, ["public/*", "lib-*", "lib-*/*"])
     visible = ["lib-a", "lib-b/x", "public/app-1", "public/app-2", "public/tool"]
     empty, empty_listings = registry_with(make_registry, config, visible)
     crowded, listings = registry_with(make_registry, config, HIDDEN + visible)
