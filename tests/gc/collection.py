@@ -1,17 +1,23 @@
-"""Helpers of the gc tests: run ``registry gc`` against a test server, build images from
-chosen layers, and pull images back completely, verifying every digest."""
+"""Helpers of the gc tests: collect on a test server's storage (in this process, with
+the storage's clock moved on, or as ``registry gc``), build images from chosen layers,
+and pull images back completely, verifying every digest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
 
+from registry.gc import Collector
+from registry.store import RegistryStore, reference_budget
+from storage_backends.factory import open_driver
+from tests.clocks import ClockedDriver, ShiftedClock
+from tests.gc.storage import server_config
 from tests.images import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -26,6 +32,7 @@ from tests.server import RegistryServer
 EXIT_BUSY = 75
 # The collector's clock resolution is one second: anything younger is never "old".
 PAST_RESOLUTION = 1.1
+SETTLE = 0.05  # the lease's settle time in tests: one collector at a time anyway
 
 
 def gc_env(**settings: str) -> dict[str, str]:
@@ -50,17 +57,39 @@ def run_gc_process(
 
 
 def run_gc(
-    server: RegistryServer, *flags: str, wait: bool = True, **settings: str
+    server: RegistryServer,
+    *,
+    dry_run: bool = False,
+    moved: float = PAST_RESOLUTION,
+    **settings: str,
 ) -> dict[str, Any]:
-    """Run a collection (grace period 0 unless given) and return its JSON report. With
-    ``wait``, first let everything just written become older than the clock resolution."""
+    """Collect on ``server``'s storage in this process, with the server's configuration
+    and the REGISTRY_* ``settings`` (grace period 0 unless given), and return the report
+    as ``registry gc --json`` prints it. The storage's clock is moved ``moved`` seconds
+    on first, so that everything just written is older than its resolution: no test
+    sleeps for it."""
     settings.setdefault("REGISTRY_GC_GRACE_PERIOD", "0s")
-    if wait:
-        time.sleep(PAST_RESOLUTION)
-    done = run_gc_process(server, "--json", *flags, **settings)
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    config = server_config(server, settings)
+    clock = ShiftedClock(moved)
+
+    async def collect() -> dict[str, Any]:
+        store = RegistryStore(
+            ClockedDriver(open_driver(config.storage), clock),
+            reference_budget=reference_budget(config.gc.grace_period),
+            clock=clock,
+        )
+        try:
+            collector = Collector(
+                store, config.gc, upload_expiry=config.uploads.expiry, settle=SETTLE
+            )
+            report = await collector.run(dry_run=dry_run)
+        finally:
+            await store.close()
+        # As the command prints it: JSON, so that tests read what operators read.
+        loaded: dict[str, Any] = json.loads(json.dumps(report.as_dict()))
+        return loaded
+
+    return asyncio.run(collect())
 
 
 def make_image(
