@@ -34,7 +34,7 @@ from registry.gc.graph import References
 from registry.gc.inventory import blob_folders, repository_names, scan
 from registry.gc.mark import mark
 from registry.gc.report import CollectionReport
-from registry.gc.retention import RetentionPolicy, UntaggedPolicy
+from registry.gc.retention import RetentionPolicy, UntaggedPolicy, untagged_age
 from registry.gc.run import Run
 from registry.gc.sweep import purge_uploads, sweep_blobs, sweep_manifests
 from registry.reference import Digest
@@ -117,9 +117,8 @@ class Collector:
         return report
 
     async def _collect(self, lease: Lease | None, now: float) -> CollectionReport:
-        untagged = None
-        if self.untagged.delete:
-            untagged = Cutoff.before(now, max(self.untagged.older_than, self.grace_period))
+        age = untagged_age(self.untagged, self.grace_period)
+        untagged = None if age is None else Cutoff.before(now, age)
         run = Run(
             self.store,
             lease,

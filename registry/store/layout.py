@@ -67,7 +67,7 @@ GC = "gc"
 LEASES = "leases"
 CLOCKS = "clocks"
 # Names of leases and clocks: one path component, as the features that hold them are named.
-_WORKER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
 def blob_data(digest: Digest) -> str:
@@ -192,19 +192,19 @@ def readonly_flag() -> str:
     return "maintenance/readonly"
 
 
-def check_worker_name(name: str) -> str:
+def check_lease_name(name: str) -> str:
     """``name`` if it may name a lease or a clock, else ValueError."""
-    if not _WORKER_NAME.match(name):
+    if not _LEASE_NAME.match(name):
         raise ValueError(f"invalid lease or clock name: {name!r}")
     return name
 
 
 def lease(name: str) -> str:
-    return f"{GC}/lease" if name == GC else f"{LEASES}/{check_worker_name(name)}"
+    return f"{GC}/lease" if name == GC else f"{LEASES}/{check_lease_name(name)}"
 
 
 def clock_probe(name: str) -> str:
-    return f"{GC}/clock" if name == GC else f"{CLOCKS}/{check_worker_name(name)}"
+    return f"{GC}/clock" if name == GC else f"{CLOCKS}/{check_lease_name(name)}"
 
 
 def uploading_marker(name: str) -> str:

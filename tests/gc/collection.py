@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import httpx
 from registry.gc import Collector
 from registry.store import RegistryStore, reference_budget
 from storage_backends.factory import open_driver
-from tests.clocks import ClockedDriver, ShiftedClock
+from tests.clocks import ClockedDriver, VirtualClock
 from tests.gc.storage import server_config
 from tests.images import (
     OCI_CONFIG,
@@ -32,7 +33,6 @@ from tests.server import RegistryServer
 EXIT_BUSY = 75
 # The collector's clock resolution is one second: anything younger is never "old".
 PAST_RESOLUTION = 1.1
-SETTLE = 0.05  # the lease's settle time in tests: one collector at a time anyway
 
 
 def gc_env(**settings: str) -> dict[str, str]:
@@ -66,11 +66,12 @@ def run_gc(
     """Collect on ``server``'s storage in this process, with the server's configuration
     and the REGISTRY_* ``settings`` (grace period 0 unless given), and return the report
     as ``registry gc --json`` prints it. The storage's clock is moved ``moved`` seconds
-    on first, so that everything just written is older than its resolution: no test
-    sleeps for it."""
+    on first, so that everything just written is older than its resolution, and the
+    collector's own waits (the lease's settle time) pass in virtual time: no test
+    sleeps for either."""
     settings.setdefault("REGISTRY_GC_GRACE_PERIOD", "0s")
     config = server_config(server, settings)
-    clock = ShiftedClock(moved)
+    clock = VirtualClock(start=time.time() + moved)
 
     async def collect() -> dict[str, Any]:
         store = RegistryStore(
@@ -79,9 +80,7 @@ def run_gc(
             clock=clock,
         )
         try:
-            collector = Collector(
-                store, config.gc, upload_expiry=config.uploads.expiry, settle=SETTLE
-            )
+            collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
             report = await collector.run(dry_run=dry_run)
         finally:
             await store.close()
@@ -126,9 +125,11 @@ def pull_verified(client: httpx.Client, repo: str, reference: str) -> list[str]:
     Returns the digests pulled."""
     r = client.get(
         f"/v2/{repo}/manifests/{reference}",
-        headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}, application/vnd.docker."
-                 "distribution.manifest.v2+json, application/vnd.docker.distribution."
-                 "manifest.list.v2+json"},
+        headers={
+            "Accept": f"{OCI_MANIFEST}, {OCI_INDEX}, application/vnd.docker."
+            "distribution.manifest.v2+json, application/vnd.docker.distribution."
+            "manifest.list.v2+json"
+        },
     )
     assert r.status_code == 200, f"{repo}:{reference}: {r.status_code} {r.text}"
     digest = r.headers["Docker-Content-Digest"]
