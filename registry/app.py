@@ -15,15 +15,14 @@ from registry import errors, metrics
 from registry.auth import Authorizer, TokenService, authorize_request
 from registry.config import Config, load_config
 from registry.errors import RegistryError, error_response
-from registry.gc import background_collector, reference_budget
+from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.request_log import RequestLogMiddleware, setup_logging
 from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
 from registry.shutdown import InflightRequests, TrackRequests
-from registry.store import RegistryStore
-from storage_backends import CheckedDriver, Driver, InvalidPathError, StorageError
-from storage_backends.factory import open_driver
+from registry.store import open_store
+from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
 
@@ -33,10 +32,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     MemoryDriver), wrapped as the configured one would be."""
     setup_logging(config.log.level, config.log.format)
     observer = metrics.observe_storage if config.metrics.enabled else None
-    if driver is None:
-        driver = open_driver(config.storage, observer)
-    else:
-        driver = CheckedDriver(driver, observer)
+    store = open_store(config, driver=driver, observer=observer)
 
     inflight = InflightRequests()
 
@@ -50,7 +46,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
             await collector.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
         await inflight.drain(grace=10.0)
-        await driver.close()
+        await store.close()
         metrics.process_exit()
 
     app = FastAPI(
@@ -63,14 +59,11 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         dependencies=[Depends(authorize_request), Depends(refuse_writes_when_readonly)],
     )
     app.state.config = config
-    # Pushes must write within this of claiming what they reference (registry/gc).
-    app.state.store = RegistryStore(
-        driver, reference_budget=reference_budget(config.gc.grace_period)
-    )
+    app.state.store = store
     app.state.readonly = ReadOnlyState(
-        driver, config.storage.readonly, config.storage.readonly_flag_ttl
+        store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )
-    app.state.readiness = ReadinessCheck(driver, config.health.storage_timeout)
+    app.state.readiness = ReadinessCheck(store.ping, config.health.storage_timeout)
     authorizer = Authorizer.from_config(config.auth)  # None: auth.mode none
     app.state.authorizer = authorizer
 
@@ -90,11 +83,14 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        code = errors.UNSUPPORTED
-        message = "unknown endpoint" if exc.status_code == 404 else "method not allowed"
-        return error_response(
-            RegistryError(code, message, status=exc.status_code), head=request.method == "HEAD"
-        )
+        # Routing's own refusals: no route (404), a route without the method (405).
+        if exc.status_code == 404:
+            error = RegistryError(errors.ENDPOINT_UNKNOWN)
+        elif exc.status_code == 400:
+            error = RegistryError(errors.REQUEST_UNSUPPORTED)
+        else:
+            error = RegistryError(errors.UNSUPPORTED, "method not allowed")
+        return error_response(error, head=request.method == "HEAD")
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:

@@ -1,7 +1,7 @@
 """Health: the readiness check of the storage backend, and the probe the container's
 HEALTHCHECK runs (``registry healthcheck``).
 
-Readiness asks the driver for one name at the root: a single cheap call on every driver
+Readiness pings the store (``RegistryStore.ping``): a single cheap call on every driver
 (a directory scan of a few entries; one ListObjectsV2 with MaxKeys=1) that fails when the
 backend is unreachable, the bucket missing or the credentials wrong. It runs under a
 timeout, and concurrent probes share one call, so a hanging backend cannot pile them up.
@@ -15,10 +15,10 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from registry.config import Config
-from storage_backends import Driver
 
 log = logging.getLogger("registry.health")
 
@@ -33,8 +33,8 @@ class StorageStatus:
 
 
 class ReadinessCheck:
-    def __init__(self, driver: Driver, timeout: float) -> None:
-        self.driver = driver
+    def __init__(self, ping: Callable[[], Awaitable[None]], timeout: float) -> None:
+        self.ping = ping
         self.timeout = timeout
         self._running: asyncio.Task[StorageStatus] | None = None
 
@@ -47,7 +47,7 @@ class ReadinessCheck:
     async def _check(self) -> StorageStatus:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.driver.list("", limit=1), self.timeout)
+            await asyncio.wait_for(self.ping(), self.timeout)
         except TimeoutError:
             log.error("readiness: storage did not answer within %.1fs", self.timeout)
             return StorageStatus(False, _ms_since(started), "timeout")

@@ -17,61 +17,20 @@ never pay for the check.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from registry import errors
 from registry.errors import RegistryError
-from registry.store import layout
-from storage_backends import Driver, PathNotFoundError
+from registry.store import MaintenanceFlag, ReadOnlyFlag
 
 log = logging.getLogger("registry.maintenance")
 
-# Beside the layout's top-level prefixes (blobs/, repositories/, catalog/).
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RETRY_AFTER = "60"
-
-
-@dataclass(frozen=True)
-class MaintenanceFlag:
-    """The stored flag: present means read-only."""
-
-    since: float
-    reason: str = ""
-
-    def dump(self) -> bytes:
-        return json.dumps({"since": self.since, "reason": self.reason}).encode()
-
-    @classmethod
-    def load(cls, raw: bytes) -> MaintenanceFlag:
-        try:
-            doc = json.loads(raw)
-            return cls(float(doc.get("since", 0.0)), str(doc.get("reason", "")))
-        except (ValueError, TypeError, AttributeError):
-            # A flag someone wrote by hand still means read-only.
-            return cls(0.0, "")
-
-
-async def read_flag(driver: Driver) -> MaintenanceFlag | None:
-    try:
-        return MaintenanceFlag.load(await driver.get(layout.readonly_flag()))
-    except PathNotFoundError:
-        return None
-
-
-async def set_flag(driver: Driver, reason: str = "") -> MaintenanceFlag:
-    flag = MaintenanceFlag(time.time(), reason)
-    await driver.put(layout.readonly_flag(), flag.dump())
-    return flag
-
-
-async def clear_flag(driver: Driver) -> None:
-    await driver.delete(layout.readonly_flag())
 
 
 class ReadOnlyState:
@@ -79,12 +38,12 @@ class ReadOnlyState:
 
     def __init__(
         self,
-        driver: Driver,
+        stored: ReadOnlyFlag,
         forced: bool,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.driver = driver
+        self.stored = stored
         self.forced = forced
         self.ttl = ttl
         self._clock = clock
@@ -100,7 +59,7 @@ class ReadOnlyState:
         async with self._lock:
             if not self._fresh():
                 try:
-                    self._flag = await read_flag(self.driver)
+                    self._flag = await self.stored.read()
                 except Exception as exc:
                     # Keep the last known state: a storage outage fails the writes on
                     # its own, and must not flip the mode either way.

@@ -12,8 +12,8 @@ from typing import Any
 from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, check_config, load_or_exit
 from registry.health import local_url, probe
-from registry.maintenance import MaintenanceFlag, clear_flag, read_flag, set_flag
 from registry.preflight import require_existing_storage
+from registry.store import MaintenanceFlag, open_store
 from storage_backends import StorageError
 
 
@@ -101,17 +101,15 @@ def readonly_command(args: argparse.Namespace) -> None:
 
 
 async def _switch(config: Config, action: str, reason: str) -> MaintenanceFlag | None:
-    from storage_backends.factory import open_driver
-
-    driver = open_driver(config.storage)
+    store = open_store(config)
     try:
         if action == "on":
-            await set_flag(driver, reason)
+            await store.readonly_flag.set(reason)
         elif action == "off":
-            await clear_flag(driver)
-        return await read_flag(driver)
+            await store.readonly_flag.clear()
+        return await store.readonly_flag.read()
     finally:
-        await driver.close()
+        await store.close()
 
 
 def healthcheck_command(args: argparse.Namespace) -> None:

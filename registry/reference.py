@@ -95,16 +95,12 @@ def parse_content_range(value: str) -> ByteRange:
     """The ``Content-Range`` of an upload PATCH: ``<start>-<end>`` (inclusive).
 
     Docker and the OCI conformance suite send the bare form; ``bytes a-b/n`` is also
-    accepted. Raises BLOB_UPLOAD_INVALID (416) when malformed or reversed."""
+    accepted. Raises BLOB_UPLOAD_RANGE_INVALID (416) when malformed or reversed."""
     m = _CONTENT_RANGE_RE.match(value.strip())
-    if not m:
-        raise RegistryError(
-            errors.BLOB_UPLOAD_INVALID, f"invalid Content-Range: {value[:100]!r}", status=416
-        )
-    start, end = int(m.group(1)), int(m.group(2))
+    start, end = (int(m.group(1)), int(m.group(2))) if m else (0, -1)
     if end < start:
         raise RegistryError(
-            errors.BLOB_UPLOAD_INVALID, f"invalid Content-Range: {value[:100]!r}", status=416
+            errors.BLOB_UPLOAD_RANGE_INVALID, f"invalid Content-Range: {value[:100]!r}"
         )
     return ByteRange(start, end)
 

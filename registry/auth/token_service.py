@@ -25,7 +25,7 @@ log = logging.getLogger("registry.auth")
 
 
 def bad_request(message: str) -> RegistryError:
-    return RegistryError(errors.UNSUPPORTED, message, status=400)
+    return RegistryError(errors.REQUEST_UNSUPPORTED, message)
 
 
 def parse_scopes(values: Iterable[str]) -> list[ResourceScope]:

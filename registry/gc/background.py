@@ -14,10 +14,10 @@ import random
 from collections.abc import Awaitable, Callable
 
 from registry.config import Config
-from registry.gc.collector import CollectionBusyError, CollectionReport, Collector
-from registry.gc.lease import LeaseLostError
+from registry.gc.collector import CollectionBusyError, Collector
+from registry.gc.report import CollectionReport
 from registry.maintenance import ReadOnlyState
-from registry.store import RegistryStore
+from registry.store import LeaseLostError, RegistryStore
 
 log = logging.getLogger("registry.gc")
 
@@ -59,17 +59,19 @@ class BackgroundCollector:
         while True:
             # A little jitter keeps the workers of one server from asking for the
             # lease at the same moment every time.
-            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
+            await self.collector.store.clock.sleep(self.interval * random.uniform(0.9, 1.1))
             await self.run_once()
 
     async def run_once(self) -> CollectionReport | None:
-        """One collection, unless paused or another process holds the lease. Failures
-        are logged: the next interval tries again."""
+        """One collection, unless paused or another process holds the lease; its summary
+        is logged, and so are failures: the next interval tries again."""
         try:
             if self.paused is not None and await self.paused():
                 log.info("gc: skipped, the registry is read-only")
                 return None
-            return await self.collector.run()
+            report = await self.collector.run()
+            log.info(report.summary())
+            return report
         except CollectionBusyError:
             log.debug("gc: skipped, another process is collecting")
         except LeaseLostError as exc:

@@ -16,13 +16,12 @@ from typing import Any
 
 from registry.config import Config
 from registry.config_check import load_or_exit
-from registry.gc.collector import CollectionBusyError, CollectionReport, Collector, reference_budget
-from registry.gc.lease import LeaseLostError
+from registry.gc.collector import CollectionBusyError, Collector
+from registry.gc.report import CollectionReport
 from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
-from registry.store import RegistryStore
+from registry.store import LeaseLostError, open_store
 from storage_backends import StorageError
-from storage_backends.factory import open_driver
 
 EXIT_BUSY = 75
 
@@ -57,24 +56,13 @@ def gc_command(args: argparse.Namespace) -> None:
     except (LeaseLostError, StorageError) as exc:
         print(f"registry gc: failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
 
 
 async def collect_once(config: Config, *, dry_run: bool = False) -> CollectionReport:
-    driver = open_driver(config.storage)
+    store = open_store(config)
     try:
-        store = RegistryStore(driver, reference_budget=reference_budget(config.gc.grace_period))
         collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
         return await collector.run(dry_run=dry_run)
     finally:
-        await driver.close()
-
-
-def render(report: CollectionReport) -> str:
-    lines = []
-    if report.dry_run:
-        lines += [f"would delete tag {t}" for t in report.tags_deleted]
-        lines += [f"would delete manifest {m}" for m in report.manifests_deleted]
-        lines += [f"would delete blob {b}" for b in report.blobs_deleted]
-    lines.append(report.summary())
-    return "\n".join(lines)
+        await store.close()

@@ -73,9 +73,9 @@ def expired_tags(
     return sorted(expired, key=lambda t: t.name)
 
 
-def untagged_cutoff(policy: UntaggedPolicy, now: float, grace_period: float) -> float | None:
-    """Untagged manifests nothing reaches may go when last pushed before this time; None:
-    the policy keeps them all. Never later than the grace period allows."""
+def untagged_age(policy: UntaggedPolicy, grace_period: float) -> float | None:
+    """Untagged manifests nothing reaches may go once last pushed longer ago than this;
+    None: the policy keeps them all. Never sooner than the grace period allows."""
     if not policy.delete:
         return None
-    return now - max(policy.older_than, grace_period)
+    return max(policy.older_than, grace_period)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from registry.reference import parse_digest, parse_range
-from registry.routes.params import check_delete_enabled, config_of, repository, store_of
+from registry.routes.params import check_delete_enabled, repository, store_of
 
 router = APIRouter()
 
@@ -23,10 +23,9 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
         "Accept-Ranges": "bytes",
         "Cache-Control": "max-age=31536000",
     }
-    s3 = config_of(request).storage.s3
-    if request.method == "GET" and config_of(request).storage.driver == "s3" and s3.redirect:
-        url = await store.blobs.url_for(d, int(s3.redirect_expiry))
-        if url:
+    if request.method == "GET":
+        url = await store.blobs.redirect_url(d)
+        if url is not None:
             return RedirectResponse(url, status_code=307, headers=headers)
     start, length, status = 0, info.size, 200
     range_header = request.headers.get("range")

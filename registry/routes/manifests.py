@@ -35,7 +35,7 @@ async def get_manifest(request: Request, name: str, reference: str) -> Response:
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     too_large = RegistryError(
-        errors.SIZE_INVALID, f"manifest is larger than the {limit} byte limit", status=413
+        errors.MANIFEST_TOO_LARGE, f"manifest is larger than the {limit} byte limit"
     )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -11,9 +11,20 @@ from registry.auth import may_pull
 from registry.errors import RegistryError
 from registry.reference import Digest, check_name, parse_content_range, parse_digest
 from registry.routes.params import config_of, repository, store_of
-from registry.store.uploads import progress_headers
+from registry.store import BlobBusyError, RegistryStore, UploadOffsetError, UploadState
 
 router = APIRouter()
+# Seconds a push racing the garbage collector is told to wait before it retries.
+BUSY_RETRY_AFTER = "5"
+
+
+def progress_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    """Location, Range (inclusive end of what is stored) and the session id."""
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": upload_id,
+    }
 
 
 def _blob_created(name: str, digest: Digest) -> Response:
@@ -53,6 +64,30 @@ def _digest_param(request: Request) -> Digest:
     return parse_digest(raw)
 
 
+async def _append(store: RegistryStore, name: str, state: UploadState, request: Request) -> int:
+    """Append the request body where its Content-Range says it starts; a chunk that does
+    not start where the session ends gets 416 with the session's progress."""
+    try:
+        return await store.uploads.append(name, state, request.stream(), _chunk_start(request))
+    except UploadOffsetError as exc:
+        raise RegistryError(
+            errors.BLOB_UPLOAD_RANGE_INVALID,
+            str(exc),
+            headers=progress_headers(name, exc.upload_id, exc.size),
+        ) from None
+
+
+async def _commit(store: RegistryStore, name: str, state: UploadState, digest: Digest) -> None:
+    try:
+        await store.uploads.commit(name, state, digest)
+    except BlobBusyError:
+        raise RegistryError(
+            errors.UNAVAILABLE,
+            f"{digest} is being garbage-collected; retry",
+            headers={"Retry-After": BUSY_RETRY_AFTER},
+        ) from None
+
+
 @router.post("/v2/{name:path}/blobs/uploads/")
 @router.post("/v2/{name:path}/blobs/uploads", include_in_schema=False)
 async def start_upload(request: Request, name: str) -> Response:
@@ -76,7 +111,7 @@ async def start_upload(request: Request, name: str) -> Response:
         state = await store.uploads.create(name)
         try:
             await store.uploads.append(name, state, request.stream())
-            await store.uploads.commit(name, state, digest)
+            await _commit(store, name, state, digest)
         except BaseException:
             await store.uploads.cancel(name, state.upload_id)
             raise
@@ -92,8 +127,7 @@ async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
     name = repository(name)
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
-    size = await store.uploads.append(name, state, request.stream(), _chunk_start(request))
-    return _progress(name, upload_id, size, 202)
+    return _progress(name, upload_id, await _append(store, name, state, request), 202)
 
 
 @router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
@@ -103,8 +137,8 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
     if _has_body(request):
-        await store.uploads.append(name, state, request.stream(), _chunk_start(request))
-    await store.uploads.commit(name, state, digest)
+        await _append(store, name, state, request)
+    await _commit(store, name, state, digest)
     return _blob_created(name, digest)
 
 

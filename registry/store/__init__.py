@@ -1,38 +1,162 @@
-"""Registry semantics over a storage driver: the one place that knows the layout."""
+"""Registry semantics over a storage driver: the one place that knows the layout.
+
+Everything else -- the routes, the garbage collector, read-only mode, health, and every
+feature to come -- asks a ``RegistryStore`` in registry terms and never sees a driver
+or a path. Background work takes a named ``lease`` so that one process of many does it,
+and reads the storage's time from a ``storage_clock`` of its own.
+"""
 
 from __future__ import annotations
 
-from registry.store.blobs import DEFAULT_REFERENCE_BUDGET, BlobBusyError, BlobInfo, BlobStore
+from registry.config import Config
+from registry.store import layout
+from registry.store.blobs import BlobFiles, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
+from registry.store.claims import (
+    DEFAULT_REFERENCE_BUDGET,
+    BlobBusyError,
+    Claims,
+    Cutoff,
+    Cycle,
+    reference_budget,
+)
+from registry.store.clock import CLOCK_RESOLUTION, SYSTEM_CLOCK, Clock, StorageClock
+from registry.store.lease import SETTLE, Lease, LeaseLostError, LeaseRecord
+from registry.store.maintenance import MaintenanceFlag, ReadOnlyFlag
 from registry.store.manifests import ManifestStore, StoredManifest
+from registry.store.objects import (
+    BlobClaim,
+    BlobData,
+    Link,
+    ObjectInfo,
+    ReferrerEntry,
+    Revision,
+    StoredObject,
+    Tag,
+)
 from registry.store.referrers import ReferrersIndex
-from registry.store.uploads import UploadState, UploadStore
-from storage_backends import Driver
+from registry.store.tags import TagStore
+from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
+from storage_backends import CheckedDriver, Driver, PathNotFoundError
+from storage_backends.checked import Observer
+from storage_backends.factory import open_driver
 
 
 class RegistryStore:
-    """Everything the routes need, over one driver."""
+    """Everything the registry keeps, over one driver."""
 
     def __init__(
-        self, driver: Driver, *, reference_budget: float = DEFAULT_REFERENCE_BUDGET
+        self,
+        driver: Driver,
+        *,
+        reference_budget: float = DEFAULT_REFERENCE_BUDGET,
+        clock: Clock = SYSTEM_CLOCK,
+        redirect_expiry: float | None = None,
     ) -> None:
-        self.driver = driver
+        self._driver = driver
+        self.clock = clock
         self.catalog = Catalog(driver)
-        self.blobs = BlobStore(driver, self.catalog, reference_budget)
+        self.claims = Claims(driver, clock, reference_budget)
+        self.blobs = BlobStore(driver, self.catalog, self.claims, redirect_expiry)
+        self.tags = TagStore(driver)
         self.referrers = ReferrersIndex(driver)
-        self.manifests = ManifestStore(driver, self.blobs, self.referrers, self.catalog)
-        self.uploads = UploadStore(driver, self.blobs)
+        self.manifests = ManifestStore(
+            driver, self.blobs, self.tags, self.referrers, self.catalog, self.claims
+        )
+        self.uploads = UploadStore(driver, self.blobs, self.claims)
+        self.readonly_flag = ReadOnlyFlag(driver)
+
+    def lease(
+        self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
+    ) -> Lease:
+        """The lease called ``name`` (``gc`` for the collector), as a new would-be
+        holder sees it."""
+        return Lease(self._driver, name, ttl, owner=owner, settle=settle, clock=self.clock)
+
+    def storage_clock(self, name: str) -> StorageClock:
+        """The storage's time, read through a probe of ``name``'s own."""
+        return StorageClock(self._driver, name)
+
+    async def stat(self, obj: StoredObject) -> ObjectInfo | None:
+        """Size and modification time of a stored object, None when it is not stored."""
+        try:
+            info = await self._driver.stat(layout.path_of(obj))
+        except PathNotFoundError:
+            return None
+        return ObjectInfo(info.size, info.modified)
+
+    async def modified(self, obj: StoredObject) -> float | None:
+        info = await self.stat(obj)
+        return None if info is None else info.modified
+
+    async def ping(self) -> None:
+        """One cheap request that fails when the storage is unreachable, the bucket
+        missing or the credentials wrong (a listing of one name at the root)."""
+        await self._driver.list("", limit=1)
+
+    async def close(self) -> None:
+        await self._driver.close()
+
+
+def open_store(
+    config: Config,
+    *,
+    driver: Driver | None = None,
+    observer: Observer | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> RegistryStore:
+    """The store over the configured driver -- or over ``driver`` (tests give a
+    MemoryDriver), wrapped as the configured one would be -- with the reference budget
+    the collector's grace period asks of pushes and the configured blob redirects (only
+    drivers that can serve URLs redirect). ``observer`` times every storage call."""
+    if driver is None:
+        driver = open_driver(config.storage, observer)
+    else:
+        driver = CheckedDriver(driver, observer)
+    s3 = config.storage.s3
+    return RegistryStore(
+        driver,
+        reference_budget=reference_budget(config.gc.grace_period),
+        clock=clock,
+        redirect_expiry=s3.redirect_expiry if s3.redirect else None,
+    )
 
 
 __all__ = [
+    "CLOCK_RESOLUTION",
+    "SETTLE",
+    "SYSTEM_CLOCK",
     "BlobBusyError",
+    "BlobClaim",
+    "BlobData",
+    "BlobFiles",
     "BlobInfo",
     "BlobStore",
     "Catalog",
+    "Claims",
+    "Clock",
+    "Cutoff",
+    "Cycle",
+    "Lease",
+    "LeaseLostError",
+    "LeaseRecord",
+    "Link",
+    "MaintenanceFlag",
     "ManifestStore",
+    "ObjectInfo",
+    "ReadOnlyFlag",
+    "ReferrerEntry",
     "ReferrersIndex",
     "RegistryStore",
+    "Revision",
+    "StorageClock",
     "StoredManifest",
+    "StoredObject",
+    "Tag",
+    "TagStore",
+    "UploadOffsetError",
     "UploadState",
     "UploadStore",
+    "open_store",
+    "reference_budget",
 ]

@@ -12,21 +12,21 @@ from storage_backends import Driver, PathNotFoundError
 
 class Catalog:
     def __init__(self, driver: Driver) -> None:
-        self.driver = driver
+        self._driver = driver
         self._known: set[str] = set()  # markers this process has seen; they are never removed
 
     async def add(self, name: str) -> None:
         if name in self._known:
             return
         if not await self.contains(name):
-            await self.driver.put(layout.catalog_marker(name), b"")
+            await self._driver.put(layout.catalog_marker(name), b"")
         self._known.add(name)
 
     async def contains(self, name: str) -> bool:
         if name in self._known:
             return True
         try:
-            await self.driver.stat(layout.catalog_marker(name))
+            await self._driver.stat(layout.catalog_marker(name))
         except PathNotFoundError:
             return False
         return True
@@ -54,7 +54,7 @@ class Catalog:
             return []  # no repository lies below what no name can be
         if last is not None and last.startswith(prefix):
             start = last.removeprefix(folder + slash) + layout.CATALOG_SUFFIX
-        markers = await self.driver.list(
+        markers = await self._driver.list(
             f"{layout.CATALOG}/{folder}" if folder else layout.CATALOG,
             start_after=start or None,
             limit=limit,

@@ -18,9 +18,15 @@
     uploading/<name>!                                     marker: <name> has had upload
                                                           sessions (the collector purges
                                                           expired ones; never removed)
-    gc/lease                                              who collects garbage now (JSON)
+    gc/lease                                              the lease named "gc": who collects
+                                                          garbage now (JSON)
     gc/clock                                              written to read the storage's time
+    leases/<name>                                         every other named lease (JSON)
+    clocks/<name>                                         the clock probe of every other name
     maintenance/readonly                                  read-only maintenance flag (JSON)
+
+The gc lease and clock keep the paths they had before leases had names, so that during a
+rolling upgrade an old and a new process still exclude each other.
 
 Repository name components cannot start with ``_`` (grammar), so ``_layers`` and the
 rest never clash with a nested repository. The catalog marker ends in ``!``, which
@@ -33,7 +39,20 @@ Every argument must already be validated by ``registry.reference``.
 
 from __future__ import annotations
 
-from registry.reference import Digest
+import re
+from collections.abc import Iterable
+
+from registry.errors import RegistryError
+from registry.reference import Digest, parse_digest
+from registry.store.objects import (
+    BlobClaim,
+    BlobData,
+    Link,
+    ReferrerEntry,
+    Revision,
+    StoredObject,
+    Tag,
+)
 
 BLOBS = "blobs"
 REPOSITORIES = "repositories"
@@ -45,6 +64,10 @@ DATA = "data"
 CLAIMED = "claimed"
 COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
 GC = "gc"
+LEASES = "leases"
+CLOCKS = "clocks"
+# Names of leases and clocks: one path component, as the features that hold them are named.
+_LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
 def blob_data(digest: Digest) -> str:
@@ -70,6 +93,12 @@ def blob_shards(algorithm: str) -> str:
 
 def blob_shard(algorithm: str, shard: str) -> str:
     return f"{BLOBS}/{algorithm}/{shard}"
+
+
+def blob_shard_id(shard: str) -> tuple[str, str] | None:
+    """``(algorithm, shard folder)`` of a shard id ``<alg>/<hex[:2]>``; None for anything else."""
+    algorithm, _, folder = shard.partition("/")
+    return (algorithm, folder) if algorithm and folder and "/" not in folder else None
 
 
 def blob_file_in_shard(relative: str) -> tuple[str, str] | None:
@@ -115,15 +144,28 @@ def referrer(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrers(name, subject)}/{referrer.algorithm}-{referrer.hex}"
 
 
+def referrer_entry(name: str, subject: Digest, key: str) -> str:
+    """A subject's entry by the key its listing gave (``<alg>-<hex>``)."""
+    return f"{referrers(name, subject)}/{key}"
+
+
 def referrers_index(name: str) -> str:
     """The referrer entries of every subject in ``name``."""
     return f"{REPOSITORIES}/{name}/_referrers"
 
 
-def listed_digest(relative: str) -> str:
-    """The digest string of a path listed recursively below ``_layers``, ``revisions``
-    (``<alg>/<hex>``) or a subject's referrers (``<alg>-<hex>``)."""
-    return relative.replace("/", ":", 1) if "/" in relative else relative.replace("-", ":", 1)
+def listed_digest(relative: str) -> Digest | None:
+    """The digest of a path listed recursively below ``_layers``, ``revisions``
+    (``<alg>/<hex>``) or a subject's referrers (``<alg>-<hex>``); None for anything else."""
+    text = relative.replace("/", ":", 1) if "/" in relative else relative.replace("-", ":", 1)
+    try:
+        return parse_digest(text)
+    except RegistryError:
+        return None
+
+
+def listed_digests(listing: Iterable[str]) -> set[Digest]:
+    return {d for d in map(listed_digest, listing) if d is not None}
 
 
 def uploads(name: str) -> str:
@@ -150,12 +192,19 @@ def readonly_flag() -> str:
     return "maintenance/readonly"
 
 
-def gc_lease() -> str:
-    return f"{GC}/lease"
+def check_lease_name(name: str) -> str:
+    """``name`` if it may name a lease or a clock, else ValueError."""
+    if not _LEASE_NAME.match(name):
+        raise ValueError(f"invalid lease or clock name: {name!r}")
+    return name
 
 
-def gc_clock() -> str:
-    return f"{GC}/clock"
+def lease(name: str) -> str:
+    return f"{GC}/lease" if name == GC else f"{LEASES}/{check_lease_name(name)}"
+
+
+def clock_probe(name: str) -> str:
+    return f"{GC}/clock" if name == GC else f"{CLOCKS}/{check_lease_name(name)}"
 
 
 def uploading_marker(name: str) -> str:
@@ -165,3 +214,20 @@ def uploading_marker(name: str) -> str:
 def catalog_name(marker: str) -> str:
     """The repository name of a marker path relative to ``catalog/``."""
     return marker.removesuffix(CATALOG_SUFFIX)
+
+
+def path_of(obj: StoredObject) -> str:
+    """Where a stored object lives."""
+    match obj:
+        case Tag(repository=repo, name=t):
+            return tag(repo, t)
+        case Revision(repository=repo, digest=d):
+            return revision(repo, d)
+        case Link(repository=repo, digest=d):
+            return layer_link(repo, d)
+        case ReferrerEntry(repository=repo, subject=subject, referrer=r):
+            return referrer(repo, subject, r)
+        case BlobData(digest=d):
+            return blob_data(d)
+        case BlobClaim(digest=d):
+            return blob_claimed(d)

@@ -4,7 +4,7 @@ A manifest's bytes are a blob (stored once by digest); its revision record in th
 repository says it belongs there and keeps its media type, size and subject. Writes go
 in the order content -> revision -> referrer entry -> tag, so a crash at any point
 leaves at worst an untagged manifest for the garbage collector, never a tag pointing
-at nothing. Before writing, a PUT claims every digest it relies on (BlobStore.claim), so
+at nothing. Before writing, a PUT claims every digest it relies on (Claims.claim), so
 that a collection running meanwhile spares them or the PUT fails cleanly.
 """
 
@@ -13,24 +13,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry import errors
 from registry.errors import RegistryError
 from registry.manifest import Manifest, parse_manifest
-from registry.reference import (
-    Digest,
-    check_tag,
-    is_digest_reference,
-    is_valid_tag,
-    parse_digest,
-)
+from registry.reference import Digest, check_tag, is_digest_reference, parse_digest
 from registry.store import layout
-from registry.store.blobs import BlobBusyError, BlobStore
+from registry.store.blobs import BlobStore
 from registry.store.catalog import Catalog
+from registry.store.claims import BlobBusyError, Claims
 from registry.store.referrers import ReferrersIndex
+from registry.store.tags import TagStore
 from storage_backends import Driver, PathNotFoundError
 
 # Claims are made again when checking the references took longer than the budget.
@@ -47,44 +42,35 @@ class StoredManifest:
 
 class ManifestStore:
     def __init__(
-        self, driver: Driver, blobs: BlobStore, referrers: ReferrersIndex, catalog: Catalog
+        self,
+        driver: Driver,
+        blobs: BlobStore,
+        tags: TagStore,
+        referrers: ReferrersIndex,
+        catalog: Catalog,
+        claims: Claims,
     ) -> None:
-        self.driver = driver
+        self._driver = driver
         self.blobs = blobs
+        self.tags = tags
         self.referrers = referrers
         self.catalog = catalog
+        self.claims = claims
 
     # ------------------------------------------------------------------ reading
 
     async def resolve(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in ``name``; MANIFEST_UNKNOWN otherwise."""
         digest = (
-            await self.tag_target(name, reference)
+            await self.tags.target(name, reference)
             if not is_digest_reference(reference)
             else parse_digest(reference)
         )
         return await self.revision(name, digest)
 
-    async def tag_target(self, name: str, tag: str) -> Digest:
-        """The digest a tag points at. A string that cannot be a tag is not stored either:
-        reads answer MANIFEST_UNKNOWN (404) for it, as the conformance suite expects;
-        only writes answer TAG_INVALID."""
-        unknown = RegistryError(
-            errors.MANIFEST_UNKNOWN,
-            f"manifest tagged {tag[:200]!r} is not in {name!r}",
-            detail={"tag": tag[:200]},
-        )
-        if not is_valid_tag(tag):
-            raise unknown
-        try:
-            raw = await self.driver.get(layout.tag(name, tag))
-        except PathNotFoundError:
-            raise unknown from None
-        return parse_digest(raw.decode())
-
     async def revision(self, name: str, digest: Digest) -> StoredManifest:
         try:
-            raw = json.loads(await self.driver.get(layout.revision(name, digest)))
+            raw = json.loads(await self._driver.get(layout.revision(name, digest)))
         except PathNotFoundError:
             raise RegistryError(
                 errors.MANIFEST_UNKNOWN,
@@ -95,10 +81,15 @@ class ManifestStore:
 
     async def has_revision(self, name: str, digest: Digest) -> bool:
         try:
-            await self.driver.stat(layout.revision(name, digest))
+            await self._driver.stat(layout.revision(name, digest))
         except PathNotFoundError:
             return False
         return True
+
+    async def revisions(self, name: str) -> set[Digest]:
+        """Every manifest with a revision in ``name``."""
+        listing = await self._driver.list(layout.revisions(name), recursive=True)
+        return layout.listed_digests(listing)
 
     async def content(self, stored: StoredManifest) -> bytes:
         try:
@@ -147,7 +138,7 @@ class ManifestStore:
         # The catalog marker before the revision: the garbage collector finds
         # repositories through it, so it must not miss one that holds a manifest.
         await self.catalog.add(name)
-        await self.driver.put(layout.revision(name, digest), json.dumps(record).encode())
+        await self._driver.put(layout.revision(name, digest), json.dumps(record).encode())
         if manifest.subject is not None:
             await self.referrers.add(
                 name,
@@ -156,7 +147,7 @@ class ManifestStore:
                 manifest.referrer_descriptor(digest, len(body)),
             )
         for tag in tags:
-            await self.driver.put(layout.tag(name, tag), str(digest).encode())
+            await self.tags.put(name, tag, digest)
         return stored, manifest
 
     async def _claim_references(
@@ -171,12 +162,12 @@ class ManifestStore:
             digest,
             *(d.digest for d in manifest.blobs),
             *(d.digest for d in manifest.manifests),
-            *await self._tag_targets(name, tags),
+            *[d for d in await self.tags.targets(name, tags) if d is not None],
         ]
         for _ in range(_CLAIM_ATTEMPTS):
-            started = time.monotonic()
+            started = self.claims.start()
             try:
-                present = await self.blobs.claim(wanted)
+                present = await self.claims.claim(wanted)
             except BlobBusyError as exc:
                 raise RegistryError(
                     errors.MANIFEST_BLOB_UNKNOWN,
@@ -184,22 +175,12 @@ class ManifestStore:
                     detail={"digests": [str(exc.digest)]},
                 ) from None
             await self._check_references(name, manifest, present)
-            if time.monotonic() - started <= self.blobs.reference_budget:
+            if self.claims.within_budget(started):
                 return present
         raise RegistryError(
             errors.MANIFEST_BLOB_UNKNOWN,
             "the manifest's references could not be confirmed in time; push it again",
         )
-
-    async def _tag_targets(self, name: str, tags: Sequence[str]) -> list[Digest]:
-        async def target(tag: str) -> Digest | None:
-            try:
-                return parse_digest((await self.driver.get(layout.tag(name, tag))).decode())
-            except (PathNotFoundError, RegistryError, UnicodeDecodeError):
-                return None
-
-        found = await asyncio.gather(*(target(t) for t in tags))
-        return [d for d in found if d is not None]
 
     async def _check_references(self, name: str, manifest: Manifest, present: set[Digest]) -> None:
         """Everything must be claimed with its data present, and linked (blobs) or a
@@ -229,25 +210,15 @@ class ManifestStore:
     async def delete(self, name: str, reference: str) -> None:
         """By tag: untag (the manifest stays). By digest: the manifest and its tags."""
         if not is_digest_reference(reference):
-            await self.tag_target(name, reference)
-            await self.driver.delete(layout.tag(name, reference))
+            await self.tags.target(name, reference)
+            await self.tags.delete(name, reference)
             return
         stored = await self.revision(name, parse_digest(reference))
-        for tag in await self.tags_of(name, stored.digest):
-            await self.driver.delete(layout.tag(name, tag))
+        for tag in await self.tags.pointing_at(name, stored.digest):
+            await self.tags.delete(name, tag)
         if stored.subject is not None:
             await self.referrers.remove(name, parse_digest(stored.subject), stored.digest)
-        await self.driver.delete(layout.revision(name, stored.digest))
-
-    async def tags_of(self, name: str, digest: Digest) -> list[str]:
-        found = []
-        for tag in await self.driver.list(layout.tags(name)):
-            try:
-                if (await self.driver.get(layout.tag(name, tag))).decode() == str(digest):
-                    found.append(tag)
-            except PathNotFoundError:
-                continue
-        return found
+        await self._driver.delete(layout.revision(name, stored.digest))
 
     # ------------------------------------------------------------------ tags
 
@@ -255,4 +226,4 @@ class ManifestStore:
         return await self.catalog.contains(name)
 
     async def list_tags(self, name: str, last: str | None, limit: int) -> list[str]:
-        return await self.driver.list(layout.tags(name), start_after=last, limit=limit)
+        return await self.tags.page(name, last, limit)

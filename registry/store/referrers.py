@@ -17,23 +17,33 @@ from storage_backends import Driver, PathNotFoundError
 
 class ReferrersIndex:
     def __init__(self, driver: Driver) -> None:
-        self.driver = driver
+        self._driver = driver
 
     async def add(
         self, name: str, subject: Digest, referrer: Digest, descriptor: dict[str, Any]
     ) -> None:
-        await self.driver.put(
+        await self._driver.put(
             layout.referrer(name, subject, referrer), json.dumps(descriptor).encode()
         )
 
     async def remove(self, name: str, subject: Digest, referrer: Digest) -> None:
-        await self.driver.delete(layout.referrer(name, subject, referrer))
+        await self._driver.delete(layout.referrer(name, subject, referrer))
+
+    async def entries(self, name: str) -> dict[Digest, set[Digest]]:
+        """Every entry of the index of ``name``: subject -> its referrers."""
+        found: dict[Digest, set[Digest]] = {}
+        for entry in await self._driver.list(layout.referrers_index(name), recursive=True):
+            subject_path, _, key = entry.rpartition("/")
+            subject, referrer = layout.listed_digest(subject_path), layout.listed_digest(key)
+            if subject is not None and referrer is not None:
+                found.setdefault(subject, set()).add(referrer)
+        return found
 
     async def page(
         self, name: str, subject: Digest, last: str | None, limit: int
     ) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
         """Up to ``limit`` (entry key, descriptor) pairs after ``last``; and whether more follow."""
-        keys = await self.driver.list(
+        keys = await self._driver.list(
             layout.referrers(name, subject), start_after=last, limit=limit + 1
         )
         more = len(keys) > limit
@@ -41,7 +51,7 @@ class ReferrersIndex:
 
         async def load(key: str) -> dict[str, Any] | None:
             try:
-                raw = await self.driver.get(f"{layout.referrers(name, subject)}/{key}")
+                raw = await self._driver.get(layout.referrer_entry(name, subject, key))
             except PathNotFoundError:
                 return None  # removed while we listed
             loaded: dict[str, Any] = json.loads(raw)

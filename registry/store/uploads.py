@@ -31,14 +31,25 @@ from typing import Any
 
 from registry import errors
 from registry.errors import RegistryError
-from registry.reference import Digest
+from registry.reference import Digest, is_valid_name
 from registry.store import layout
-from registry.store.blobs import BlobBusyError, BlobInfo, BlobStore
+from registry.store.blobs import BlobInfo, BlobStore
+from registry.store.claims import BlobBusyError, Claims
 from storage_backends import Driver, FileWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 4 * 1024 * 1024  # bytes gathered before one write+hash step
 _CACHE_SIZE = 256
+
+
+class UploadOffsetError(Exception):
+    """A chunk does not start where the stored data of its session ends."""
+
+    def __init__(self, upload_id: str, start: int, size: int) -> None:
+        super().__init__(f"chunk starts at {start}, but the upload holds {size} bytes")
+        self.upload_id = upload_id
+        self.start = start
+        self.size = size  # what the session holds: the client resumes there
 
 
 @dataclass
@@ -118,9 +129,10 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
 
 
 class UploadStore:
-    def __init__(self, driver: Driver, blobs: BlobStore) -> None:
-        self.driver = driver
+    def __init__(self, driver: Driver, blobs: BlobStore, claims: Claims) -> None:
+        self._driver = driver
         self.blobs = blobs
+        self.claims = claims
         self._hashers = _Hashers()
         self._marked: set[str] = set()  # repositories whose uploading marker is written
 
@@ -128,17 +140,17 @@ class UploadStore:
         # The marker lets the garbage collector find sessions of repositories that
         # never got a blob (and so are not in the catalog).
         if name not in self._marked:
-            await self.driver.put(layout.uploading_marker(name), b"")
+            await self._driver.put(layout.uploading_marker(name), b"")
             self._marked.add(name)
         state = UploadState(uuid.uuid4().hex, time.time())
-        await self.driver.put(layout.upload_state(name, state.upload_id), state.dump())
+        await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         return state
 
     async def get(self, name: str, upload_id: str) -> UploadState:
         if not UPLOAD_ID_RE.match(upload_id):
             raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id[:100]})
         try:
-            raw = json.loads(await self.driver.get(layout.upload_state(name, upload_id)))
+            raw = json.loads(await self._driver.get(layout.upload_state(name, upload_id)))
         except PathNotFoundError:
             raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}) from None
         return UploadState(
@@ -148,7 +160,7 @@ class UploadStore:
     async def size(self, name: str, state: UploadState) -> int:
         # Ask a writer: the bytes of an open (closed, uncommitted) driver file need not
         # be visible to stat -- on S3 they are an unfinished multipart upload.
-        writer = await self.driver.writer(layout.upload_data(name, state.upload_id), append=True)
+        writer = await self._driver.writer(layout.upload_data(name, state.upload_id), append=True)
         try:
             return writer.size
         finally:
@@ -161,17 +173,13 @@ class UploadStore:
         stream: AsyncIterator[bytes],
         start: int | None = None,
     ) -> int:
-        """Append a chunk; ``start`` (from Content-Range) must be the current size."""
-        writer = await self.driver.writer(layout.upload_data(name, state.upload_id), append=True)
+        """Append a chunk; ``start`` (from Content-Range) must be the current size, or
+        UploadOffsetError."""
+        writer = await self._driver.writer(layout.upload_data(name, state.upload_id), append=True)
         try:
             size = writer.size
             if start is not None and start != size:
-                raise RegistryError(
-                    errors.BLOB_UPLOAD_INVALID,
-                    f"chunk starts at {start}, but the upload holds {size} bytes",
-                    status=416,
-                    headers=progress_headers(name, state.upload_id, size),
-                )
+                raise UploadOffsetError(state.upload_id, start, size)
             hasher = self._hashers.take(state.upload_id, size)
             if hasher is None and size == 0:
                 hasher = hashlib.sha256()
@@ -185,18 +193,19 @@ class UploadStore:
                     state.sha256 = hasher.copy().hexdigest()
                 else:
                     state.sha256 = None
-                await self.driver.put(layout.upload_state(name, state.upload_id), state.dump())
+                await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         except BaseException:
             await writer.close()
             raise
         return state.offset
 
     async def commit(self, name: str, state: UploadState, digest: Digest) -> BlobInfo:
-        """Verify the whole upload against ``digest`` and make it visible in ``name``."""
+        """Verify the whole upload against ``digest`` and make it visible in ``name``.
+        Raises BlobBusyError when the collector keeps deleting the digest: retry later."""
         data = layout.upload_data(name, state.upload_id)
         # Committing makes the bytes a readable file (S3: completes the multipart upload;
         # an upload that never received a byte becomes an empty file).
-        writer = await self.driver.writer(data, append=True)
+        writer = await self._driver.writer(data, append=True)
         size = writer.size
         await writer.commit()
         hexdigest: str | None = None
@@ -221,24 +230,17 @@ class UploadStore:
         # the blob or has finished with it), and again if placing them outlasted the
         # reference budget: a 201 means a recent claim, which the collector honours for
         # its grace period.
-        claimed_at = time.monotonic()
-        try:
-            present = digest in await self.blobs.claim([digest])
-        except BlobBusyError:
-            raise RegistryError(
-                errors.UNAVAILABLE,
-                f"{digest} is being garbage-collected; retry",
-                headers={"Retry-After": "5"},
-            ) from None
+        claimed_at = self.claims.start()
+        present = digest in await self.claims.claim([digest])
         if present:
-            await self.driver.delete(data)
+            await self._driver.delete(data)
         else:
-            await self.driver.move(data, layout.blob_data(digest))
+            await self._driver.move(data, layout.blob_data(digest))
         await self.blobs.link(name, digest)
-        await self.driver.delete(layout.upload_dir(name, state.upload_id))
+        await self._driver.delete(layout.upload_dir(name, state.upload_id))
         self._hashers.drop(state.upload_id)
         try:
-            confirmed = await self.blobs.confirm(digest, claimed_at)
+            confirmed = await self.claims.confirm(digest, claimed_at)
         except BlobBusyError:
             confirmed = False
         if not confirmed:
@@ -250,17 +252,24 @@ class UploadStore:
 
     async def cancel(self, name: str, upload_id: str) -> None:
         self._hashers.drop(upload_id)
-        await self.driver.delete(layout.upload_dir(name, upload_id))
+        await self._driver.delete(layout.upload_dir(name, upload_id))
 
     async def list_ids(self, name: str) -> list[str]:
-        return [i for i in await self.driver.list(layout.uploads(name)) if UPLOAD_ID_RE.match(i)]
+        return [i for i in await self._driver.list(layout.uploads(name)) if UPLOAD_ID_RE.match(i)]
+
+    async def repositories(self) -> list[str]:
+        """Every repository that has had upload sessions, also those never in the
+        catalog (a push that stopped before its first blob)."""
+        markers = await self._driver.list(layout.UPLOADING, recursive=True)
+        names = [layout.catalog_name(m) for m in markers if m.endswith(layout.CATALOG_SUFFIX)]
+        return [n for n in names if is_valid_name(n)]
 
     async def expired_ids(self, name: str, older_than: float) -> list[str]:
         """The sessions of ``name`` not touched since ``older_than`` (storage time)."""
         expired = []
         for upload_id in await self.list_ids(name):
             try:
-                info = await self.driver.stat(layout.upload_state(name, upload_id))
+                info = await self._driver.stat(layout.upload_state(name, upload_id))
                 modified = info.modified
             except PathNotFoundError:
                 modified = 0.0
@@ -276,15 +285,3 @@ class UploadStore:
             await self.cancel(name, upload_id)
         return len(expired)
 
-
-def upload_location(name: str, upload_id: str) -> str:
-    return f"/v2/{name}/blobs/uploads/{upload_id}"
-
-
-def progress_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
-    """Location, Range (inclusive end of what is stored) and the session id."""
-    return {
-        "Location": upload_location(name, upload_id),
-        "Range": f"0-{max(size - 1, 0)}",
-        "Docker-Upload-UUID": upload_id,
-    }

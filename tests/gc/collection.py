@@ -1,8 +1,10 @@
-"""Helpers of the gc tests: run ``registry gc`` against a test server, build images from
-chosen layers, and pull images back completely, verifying every digest."""
+"""Helpers of the gc tests: collect on a test server's storage (in this process, with
+the storage's clock moved on, or as ``registry gc``), build images from chosen layers,
+and pull images back completely, verifying every digest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +14,11 @@ from typing import Any
 
 import httpx
 
+from registry.gc import Collector
+from registry.store import RegistryStore, reference_budget
+from storage_backends.factory import open_driver
+from tests.clocks import ClockedDriver, VirtualClock
+from tests.gc.storage import server_config
 from tests.images import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -50,17 +57,38 @@ def run_gc_process(
 
 
 def run_gc(
-    server: RegistryServer, *flags: str, wait: bool = True, **settings: str
+    server: RegistryServer,
+    *,
+    dry_run: bool = False,
+    moved: float = PAST_RESOLUTION,
+    **settings: str,
 ) -> dict[str, Any]:
-    """Run a collection (grace period 0 unless given) and return its JSON report. With
-    ``wait``, first let everything just written become older than the clock resolution."""
+    """Collect on ``server``'s storage in this process, with the server's configuration
+    and the REGISTRY_* ``settings`` (grace period 0 unless given), and return the report
+    as ``registry gc --json`` prints it. The storage's clock is moved ``moved`` seconds
+    on first, so that everything just written is older than its resolution, and the
+    collector's own waits (the lease's settle time) pass in virtual time: no test
+    sleeps for either."""
     settings.setdefault("REGISTRY_GC_GRACE_PERIOD", "0s")
-    if wait:
-        time.sleep(PAST_RESOLUTION)
-    done = run_gc_process(server, "--json", *flags, **settings)
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    config = server_config(server, settings)
+    clock = VirtualClock(start=time.time() + moved)
+
+    async def collect() -> dict[str, Any]:
+        store = RegistryStore(
+            ClockedDriver(open_driver(config.storage), clock),
+            reference_budget=reference_budget(config.gc.grace_period),
+            clock=clock,
+        )
+        try:
+            collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
+            report = await collector.run(dry_run=dry_run)
+        finally:
+            await store.close()
+        # As the command prints it: JSON, so that tests read what operators read.
+        loaded: dict[str, Any] = json.loads(json.dumps(report.as_dict()))
+        return loaded
+
+    return asyncio.run(collect())
 
 
 def make_image(
@@ -97,9 +125,11 @@ def pull_verified(client: httpx.Client, repo: str, reference: str) -> list[str]:
     Returns the digests pulled."""
     r = client.get(
         f"/v2/{repo}/manifests/{reference}",
-        headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}, application/vnd.docker."
-                 "distribution.manifest.v2+json, application/vnd.docker.distribution."
-                 "manifest.list.v2+json"},
+        headers={
+            "Accept": f"{OCI_MANIFEST}, {OCI_INDEX}, application/vnd.docker."
+            "distribution.manifest.v2+json, application/vnd.docker.distribution."
+            "manifest.list.v2+json"
+        },
     )
     assert r.status_code == 200, f"{repo}:{reference}: {r.status_code} {r.text}"
     digest = r.headers["Docker-Content-Digest"]

@@ -1,13 +1,12 @@
 """An in-process registry for collector tests: a store and a collector over the
 filesystem driver, wrapped so that a test can stop any one storage operation until it
-lets it go (to force an interleaving of a push and a collection)."""
+lets it go (to force an interleaving of a push and a collection), and make everything
+stored look older by moving the storage's clock (``age``)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ from registry.config import GcConfig
 from registry.gc import Collector
 from registry.manifest import parse_manifest
 from registry.reference import Digest, parse_digest
-from registry.store import RegistryStore, layout
-from storage_backends import FileInfo, FileWriter
+from registry.store import RegistryStore
+from storage_backends import Driver, FileInfo, FileWriter
 from storage_backends.filesystem import FilesystemDriver
+from tests.clocks import ClockedDriver, ShiftedClock
 from tests.images import Image
 
 HOUR = 3600.0
@@ -39,12 +39,12 @@ class Gate:
 
 
 class GatedDriver:
-    """The filesystem driver, with gates on chosen operations."""
+    """A driver with gates on chosen operations."""
 
     name = "gated"
 
-    def __init__(self, root: Path) -> None:
-        self.inner = FilesystemDriver(root)
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
         self.gates: list[Gate] = []
 
     def gate(self, op: str, path: str, skip: int = 0) -> Gate:
@@ -106,12 +106,14 @@ class GatedDriver:
 
 
 class Registry:
-    """A store and a collector over one gated filesystem driver."""
+    """A store and a collector over one gated filesystem driver whose modification
+    times follow a clock the test moves."""
 
     def __init__(self, root: Path, **gc: Any) -> None:
         self.root = root
-        self.driver = GatedDriver(root)
-        self.store = RegistryStore(self.driver, reference_budget=30)
+        self.clock = ShiftedClock()
+        self.driver = GatedDriver(ClockedDriver(FilesystemDriver(root), self.clock))
+        self.store = RegistryStore(self.driver, reference_budget=30, clock=self.clock)
         config = GcConfig(grace_period=60, **gc)
         self.collector = Collector(self.store, config, upload_expiry=24 * HOUR, settle=0.05)
 
@@ -137,18 +139,16 @@ class Registry:
         await self.store.manifests.put(repo, tag or img.digest, img.manifest, img.media_type)
 
     def age(self, seconds: float = HOUR) -> None:
-        """Make everything stored look ``seconds`` old."""
-        then = time.time() - seconds
-        for path in self.root.rglob("*"):
-            if path.is_file():
-                os.utime(path, (then, then))
+        """Make everything stored so far look ``seconds`` older: the storage's clock
+        moves on."""
+        self.clock.advance(seconds)
 
     def stored(self, path: str) -> bool:
         return (self.root / path).is_file()
 
-    def has_blob(self, digest: str | Digest) -> bool:
+    async def has_blob(self, digest: str | Digest) -> bool:
         d = parse_digest(digest) if isinstance(digest, str) else digest
-        return self.stored(layout.blob_data(d))
+        return await self.store.blobs.exists(d)
 
     async def pull(self, repo: str, reference: str) -> None:
         """Resolve and read everything the manifest needs, as a client pull would."""

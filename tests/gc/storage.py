@@ -1,17 +1,20 @@
-"""Looking at a test server's storage directly, through the driver its config opens:
-snapshots (for dry runs) and an independent account of what is reachable (for the
-stress test), written from the documented layout rather than with the collector's code."""
+"""Looking at a test server's storage from the test: through a store over the driver
+its config opens (``with_store``), and, where a test needs what no store method shows,
+through the driver itself: snapshots of every stored file (a dry run changes none), and
+an independent account of what is reachable (for the stress test), written from the
+layout documented in docs/gc.md and store/layout.py rather than with the store's or the
+collector's code, so that a bug there cannot hide itself."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from registry.config import load_config
-from registry.store import layout
+from registry.config import Config, load_config
+from registry.store import RegistryStore, open_store
 from storage_backends import Driver, PathNotFoundError
 from storage_backends.factory import open_driver
 from tests.server import RegistryServer
@@ -21,12 +24,28 @@ T = TypeVar("T")
 Snapshot = dict[str, tuple[int, float]]
 
 
+def server_config(server: RegistryServer, settings: Mapping[str, str] | None = None) -> Config:
+    """``server``'s configuration, with REGISTRY_* ``settings`` on top."""
+    environ = {"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(server.data_dir)}
+    return load_config(server.config_file, environ={**environ, **(settings or {})})
+
+
+def with_store(server: RegistryServer, fn: Callable[[RegistryStore], Awaitable[T]]) -> T:
+    """Run ``fn`` with a store on ``server``'s storage (as another process would)."""
+
+    async def run() -> T:
+        store = open_store(server_config(server))
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def with_storage(server: RegistryServer, fn: Callable[[Driver], Awaitable[T]]) -> T:
-    """Run ``fn`` with a driver on ``server``'s storage (as another process would)."""
-    config = load_config(
-        server.config_file,
-        environ={"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(server.data_dir)},
-    )
+    """Run ``fn`` with a driver on ``server``'s storage."""
+    config = server_config(server)
 
     async def run() -> T:
         driver = open_driver(config.storage)
@@ -76,11 +95,11 @@ async def account(driver: Driver) -> Account:
     and list everything else that is stored: revisions, links, blob data, tombstones
     and upload sessions. ``broken`` lists what a kept manifest needs but is missing."""
     result = Account()
-    markers = await driver.list(layout.CATALOG, recursive=True)
-    repos = [layout.catalog_name(m) for m in markers if m.endswith(layout.CATALOG_SUFFIX)]
+    markers = await driver.list("catalog", recursive=True)
+    repos = [m.removesuffix("!") for m in markers if m.endswith("!")]
     used_blobs: set[str] = set()
     for repo in repos:
-        base = f"{layout.REPOSITORIES}/{repo}"
+        base = f"repositories/{repo}"
         revision_paths = await driver.list(f"{base}/_manifests/revisions", recursive=True)
         revisions = {_digest(p) for p in revision_paths}
         links = {_digest(p) for p in await driver.list(f"{base}/_layers", recursive=True)}
@@ -108,7 +127,7 @@ async def account(driver: Driver) -> Account:
                 continue
             alg, hexa = digest.split(":")
             try:
-                doc = json.loads(await driver.get(f"{layout.BLOBS}/{alg}/{hexa[:2]}/{hexa}/data"))
+                doc = json.loads(await driver.get(f"blobs/{alg}/{hexa[:2]}/{hexa}/data"))
             except PathNotFoundError:
                 result.broken.append(f"{repo}: manifest content {digest}")
                 continue
@@ -122,7 +141,7 @@ async def account(driver: Driver) -> Account:
             alg, hexa = blob.split(":")
             if blob not in links:
                 result.broken.append(f"{repo}: link {blob}")
-            if not await exists(driver, f"{layout.BLOBS}/{alg}/{hexa[:2]}/{hexa}/data"):
+            if not await exists(driver, f"blobs/{alg}/{hexa[:2]}/{hexa}/data"):
                 result.broken.append(f"{repo}: blob {blob}")
         result.unreachable += [f"{repo}: revision {d}" for d in sorted(revisions - kept)]
         result.unreachable += [f"{repo}: link {d}" for d in sorted(links - kept_blobs)]
@@ -130,12 +149,12 @@ async def account(driver: Driver) -> Account:
             f"{repo}: upload {u}" for u in await driver.list(f"{base}/_uploads")
         ]
         used_blobs |= kept | kept_blobs
-    uploading = await driver.list(layout.UPLOADING, recursive=True)
-    for repo in sorted({layout.catalog_name(m) for m in uploading} - set(repos)):
-        sessions = await driver.list(f"{layout.REPOSITORIES}/{repo}/_uploads")
+    uploading = await driver.list("uploading", recursive=True)
+    for repo in sorted({m.removesuffix("!") for m in uploading} - set(repos)):
+        sessions = await driver.list(f"repositories/{repo}/_uploads")
         result.unreachable += [f"{repo}: upload {u}" for u in sessions]
-    for alg in await driver.list(layout.BLOBS):
-        for relative in await driver.list(f"{layout.BLOBS}/{alg}", recursive=True):
+    for alg in await driver.list("blobs"):
+        for relative in await driver.list(f"blobs/{alg}", recursive=True):
             parts = relative.split("/")  # <hex[:2]>/<hex>/<file>
             if len(parts) != 3:
                 result.unreachable.append(f"blobs: stray {relative}")

@@ -15,7 +15,6 @@ from registry.errors import RegistryError
 from registry.gc import CollectionBusyError, Collector
 from registry.reference import parse_digest
 from registry.store import layout
-from storage_backends import PathNotFoundError
 from tests.gc.collection import make_image
 from tests.gc.inprocess import HOUR, Registry
 
@@ -51,8 +50,7 @@ async def test_two_collectors_never_run_at_once(registry: Registry) -> None:
 async def test_an_empty_store_is_collected_and_the_lease_released(registry: Registry) -> None:
     report = await registry.collector.run()
     assert report.complete and not report.blobs_deleted
-    with pytest.raises(PathNotFoundError):
-        await registry.driver.get(layout.gc_lease())
+    assert await registry.store.lease("gc", 60).read() is None
 
 
 async def test_an_unreadable_kept_manifest_stops_the_sweep(registry: Registry) -> None:
@@ -70,7 +68,7 @@ async def test_an_unreadable_kept_manifest_stops_the_sweep(registry: Registry) -
 
     assert report.complete is False
     assert report.blobs_deleted == [] and report.manifests_deleted == []
-    assert all(registry.has_blob(d) for d in garbage.blobs)
+    assert all([await registry.has_blob(d) for d in garbage.blobs])
     assert "incomplete" in report.summary()
 
 
@@ -81,12 +79,58 @@ async def test_claims_of_blobs_that_never_came_are_removed(registry: Registry) -
         await registry.push("p/m", missing, "v1", upload=False)
     assert failed.value.code == errors.MANIFEST_BLOB_UNKNOWN
     left = [parse_digest(d) for d in missing.blobs]
-    assert all(registry.stored(layout.blob_claimed(d)) for d in left)
+    claims = registry.store.claims
 
+    async def claimed() -> list[bool]:
+        return [await claims.claimed_at(d) is not None for d in left]
+
+    assert await claimed() == [True] * len(left)
     report = await registry.collector.run()  # too recent: kept
-    assert all(registry.stored(layout.blob_claimed(d)) for d in left)
+    assert await claimed() == [True] * len(left)
     registry.age()
     report = await registry.collector.run()
 
     assert report.blobs_deleted == []
-    assert not any(registry.stored(layout.blob_claimed(d)) for d in left)
+    assert await claimed() == [False] * len(left)
+
+
+async def test_what_a_deleted_tag_frees_is_held_back_until_the_grace_period_ends(
+    registry: Registry,
+) -> None:
+    layer = os.urandom(1000)
+    img = make_image([layer])
+    await registry.push("p/h", img, "v1")
+    registry.age(20)
+    await registry.store.manifests.delete("p/h", "v1")
+
+    report = await registry.collector.run()
+
+    assert report.manifests_deleted == [] and report.blobs_deleted == []
+    until = report.held_back_manifests[f"p/h@{img.digest}"]
+    assert set(report.held_back_blobs) == set(img.blobs)
+    assert set(report.held_back_blobs.values()) == {until}
+    assert report.blob_sizes == {d: len(b) for d, b in img.blobs.items()}
+    # The grace period is 60 s, counted from the push (20 s ago), plus the clock's
+    # resolution: until about 41 s from now.
+    now = registry.clock.time()
+    assert now + 40 < until <= now + 42
+    assert "held back by the grace period (1m): 1 manifest and 2 blobs" in report.summary()
+
+    registry.age(until - now)
+    report = await registry.collector.run()
+
+    assert report.manifests_deleted == [f"p/h@{img.digest}"]
+    assert set(report.blobs_deleted) == {img.digest, *img.blobs}
+    assert report.held_back_manifests == {} and report.held_back_blobs == {}
+
+
+async def test_a_blob_pushed_for_a_manifest_still_to_come_is_held_back(
+    registry: Registry,
+) -> None:
+    digest = await registry.upload("p/b", b"a layer, its manifest not pushed yet")
+
+    report = await registry.collector.run()
+
+    assert report.blobs_deleted == []
+    assert list(report.held_back_blobs) == [str(digest)]
+    assert report.blob_sizes == {str(digest): 36}

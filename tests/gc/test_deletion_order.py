@@ -1,4 +1,4 @@
-"""The collector's deletes in batches (C3 of registry/gc/collector.py): the files of one
+"""The collector's deletes in batches (C3 of registry/store/claims.py): the files of one
 step go in one ``delete_many``, and a step that must follow another is a later batch."""
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from registry.reference import parse_digest
-from registry.store import layout
 from tests.gc.collection import (
     blob_status,
     make_image,
@@ -22,7 +21,7 @@ from tests.gc.collection import (
     pull_verified,
     run_gc,
 )
-from tests.gc.storage import exists, with_storage
+from tests.gc.storage import with_storage, with_store
 from tests.images import push_blob, push_image, sha256
 from tests.server import RegistryServer
 
@@ -41,7 +40,7 @@ def name(kind: str) -> str:
 
 
 def stored(server: RegistryServer, digest: str) -> bool:
-    return with_storage(server, lambda d: exists(d, layout.blob_data(parse_digest(digest))))
+    return with_store(server, lambda store: store.blobs.exists(parse_digest(digest)))
 
 
 def test_shared_layer_survives_when_one_repository_drops_it(
@@ -219,7 +218,9 @@ def test_a_tag_whose_revision_is_gone_keeps_its_blobs(
     repo = name("damaged")
     img = make_image([os.urandom(600)])
     push_image(client, repo, img, "v1")
-    with_storage(gc_server, lambda d: d.delete(layout.revision(repo, parse_digest(img.digest))))
+    # By hand, from the documented layout.
+    revision = f"repositories/{repo}/_manifests/revisions/sha256/{img.digest.split(':')[1]}"
+    with_storage(gc_server, lambda d: d.delete(revision))
 
     report = run_gc(gc_server)
 
@@ -255,6 +256,6 @@ def test_expired_upload_sessions_are_purged(
         rgw = request.getfixturevalue("rgw")
         prefix = config["storage"]["s3"]["prefix"]
         open_uploads = rgw.client().list_multipart_uploads(
-            Bucket=rgw.bucket, Prefix=f"{prefix}/{layout.uploads(repo)}"
+            Bucket=rgw.bucket, Prefix=f"{prefix}/repositories/{repo}/_uploads"
         )
         assert not open_uploads.get("Uploads")

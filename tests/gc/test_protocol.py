@@ -1,6 +1,7 @@
 """The claim/tombstone protocol under forced interleavings: a collector stopped at each
 step of its final check while a push runs, in one process over the filesystem driver.
-Each case of the safety argument in registry/gc/collector.py has a test here."""
+Each case of the safety argument in registry/store/claims.py has a test here. The gates
+name storage paths (``layout``): these tests pin the protocol's storage operations."""
 
 from __future__ import annotations
 
@@ -113,10 +114,10 @@ async def test_a_claim_after_the_final_check_fails_the_push_cleanly(registry: Re
 
     assert failed.value.code == errors.MANIFEST_BLOB_UNKNOWN
     assert str(digest) in report.blobs_deleted
-    assert not registry.has_blob(digest)
+    assert not await registry.has_blob(digest)
     # Nothing of the failed push is visible.
-    assert not registry.stored(layout.tag("p/c", "v2"))
-    assert not registry.stored(layout.revision("p/c", parse_digest(new.digest)))
+    assert await registry.store.tags.read("p/c", "v2") is None
+    assert not await registry.store.manifests.has_revision("p/c", parse_digest(new.digest))
 
 
 async def test_an_upload_during_the_deletion_puts_its_own_data_in(registry: Registry) -> None:
@@ -138,7 +139,7 @@ async def test_an_upload_during_the_deletion_puts_its_own_data_in(registry: Regi
     # and it is claimed afresh, so a collection right now spares it.
     report = await registry.collector.run()
     assert str(digest) not in report.blobs_deleted
-    assert registry.has_blob(digest)
+    assert await registry.has_blob(digest)
 
 
 async def test_a_mount_while_the_tombstone_is_up_fails_over_to_an_upload(
@@ -175,7 +176,7 @@ async def test_retention_racing_a_push_of_the_same_tag(tmp_path: Path) -> None:
     await asyncio.wait_for(push, WAIT)
 
     assert report.tags_deleted == ["p/r:t"]
-    assert await registry.store.manifests.tag_target("p/r", "t") == parse_digest(new.digest)
+    assert await registry.store.tags.read("p/r", "t") == parse_digest(new.digest)
     await registry.pull("p/r", "t")
 
 
@@ -221,15 +222,15 @@ async def test_a_claim_gives_up_on_a_tombstone_that_stays(registry: Registry) ->
     await registry.driver.put(layout.blob_collecting(digest), b"crashed collector")
     started = time.monotonic()
     with pytest.raises(BlobBusyError):
-        await registry.store.blobs.claim([digest], wait=0.3)
+        await registry.store.claims.claim([digest], wait=0.3)
     assert time.monotonic() - started < 2
     await registry.driver.delete(layout.blob_collecting(digest))
-    assert await registry.store.blobs.claim([digest]) == {digest}
+    assert await registry.store.claims.claim([digest]) == {digest}
 
 
 async def test_claims_are_renewed_when_checking_outlasts_the_budget(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "store")
-    registry.store.blobs.reference_budget = 0.2
+    registry.store.claims.reference_budget = 0.2
     digest = await registry.upload("p/w", b"payload")
     folder = layout.blob_dir(digest)
     listings: list[float] = []
@@ -243,7 +244,7 @@ async def test_claims_are_renewed_when_checking_outlasts_the_budget(tmp_path: Pa
         return await original(prefix, **kwargs)
 
     registry.driver.list = slow_list  # type: ignore[method-assign]
-    assert await registry.store.blobs.claim([digest]) == {digest}
+    assert await registry.store.claims.claim([digest]) == {digest}
     assert len(listings) == 2  # claimed again; the second claim is the recent one
 
 
@@ -263,9 +264,9 @@ async def test_a_claim_swallowed_by_a_finishing_collection_is_made_again(
                 await registry.driver.inner.delete(path)
 
     registry.driver.put = put_then_lose_it  # type: ignore[method-assign]
-    assert await registry.store.blobs.claim([digest]) == {digest}
+    assert await registry.store.claims.claim([digest]) == {digest}
     assert len(writes) == 2
-    assert registry.stored(claimed)
+    assert await registry.store.claims.claimed_at(digest) is not None
 
 
 async def test_a_cancelled_run_leaves_no_tombstone_and_no_lease(registry: Registry) -> None:
@@ -279,5 +280,5 @@ async def test_a_cancelled_run_leaves_no_tombstone_and_no_lease(registry: Regist
         await run
     await asyncio.sleep(0.1)  # the shielded clean-up finishes
     assert not registry.stored(layout.blob_collecting(digest))
-    assert not registry.stored(layout.gc_lease())
-    assert await registry.store.blobs.claim([digest]) == {digest}
+    assert await registry.store.lease("gc", 60).read() is None
+    assert await registry.store.claims.claim([digest]) == {digest}

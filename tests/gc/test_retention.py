@@ -12,7 +12,7 @@ from registry.gc.retention import (
     UntaggedPolicy,
     expired_tags,
     policy_for,
-    untagged_cutoff,
+    untagged_age,
 )
 
 DAY = 86400.0
@@ -75,10 +75,10 @@ def test_the_first_matching_policy_applies() -> None:
     assert policy_for("other", [team]) is None
 
 
-def test_untagged_cutoff() -> None:
-    assert untagged_cutoff(UntaggedPolicy(delete=False), NOW, 3600) is None
-    assert untagged_cutoff(UntaggedPolicy(older_than=0), NOW, 3600) == NOW - 3600
-    assert untagged_cutoff(UntaggedPolicy(older_than=DAY), NOW, 3600) == NOW - DAY
+def test_untagged_age() -> None:
+    assert untagged_age(UntaggedPolicy(delete=False), 3600) is None
+    assert untagged_age(UntaggedPolicy(older_than=0), 3600) == 3600
+    assert untagged_age(UntaggedPolicy(older_than=DAY), 3600) == DAY
 
 
 # ---------------------------------------------------------------------------- properties

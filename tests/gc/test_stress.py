@@ -227,8 +227,8 @@ def test_online_collection_under_concurrent_pushes_loses_nothing(
         if w.error is not None:
             raise AssertionError(f"{w.name} after {w.ops} operations") from w.error
     log = server.log()
-    deleted = [int(n) for n in re.findall(r"gc run finished .* blobs_deleted=(\d+)", log)]
-    spared = [int(n) for n in re.findall(r"gc run finished .* spared=(\d+)", log)]
+    deleted = [int(n) for n in re.findall(r"gc run finished .*: deleted (\d+) blobs? ", log)]
+    spared = [int(n) for n in re.findall(r"gc run finished .*; (\d+) spared ", log)]
     print(  # shown with -s: how hard the run pressed on the collector
         f"{backend}: {sum(w.ops for w in workers)} operations, "
         f"{sum(w.clean_failures for w in workers)} clean push failures, "

@@ -85,21 +85,18 @@ def test_ready_is_503_within_the_timeout_when_the_backend_hangs(
     server.stop()
 
 
-class _SlowDriver:
-    name = "slow"
-
+class _SlowStorage:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def list(self, prefix: str, **kwargs: Any) -> list[str]:
+    async def ping(self) -> None:
         self.calls += 1
         await asyncio.sleep(0.2)
-        return []
 
 
 def test_concurrent_readiness_probes_share_one_storage_call() -> None:
-    driver = _SlowDriver()
-    check = ReadinessCheck(driver, timeout=5)  # type: ignore[arg-type]
+    driver = _SlowStorage()
+    check = ReadinessCheck(driver.ping, timeout=5)
 
     async def probes() -> list[bool]:
         results = await asyncio.gather(*(check.storage() for _ in range(20)))

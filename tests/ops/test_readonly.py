@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from registry.maintenance import ReadOnlyState
-from registry.store import layout
-from storage_backends import PathNotFoundError, StorageError
+from registry.store import MaintenanceFlag
+from storage_backends import StorageError
 from tests.conftest import start_server
+from tests.gc.storage import with_store
 from tests.images import image, push_image
 from tests.server import RegistryServer
 
@@ -91,7 +92,8 @@ def test_maintenance_switch_reaches_every_worker(
 
     out = readonly_cli(server, "on", "--reason", "moving to new disks")
     assert "maintenance: read-only since" in out and "moving to new disks" in out
-    assert (server.data_dir / layout.readonly_flag()).exists()
+    stored = with_store(server, lambda store: store.readonly_flag.read())
+    assert stored is not None and stored.reason == "moving to new disks"
     time.sleep(ttl + 0.2)
     # New connections, so that the requests land on all the workers.
     for _ in range(12):
@@ -117,45 +119,42 @@ def test_maintenance_switch_reaches_every_worker(
             assert client.post(f"/v2/{name}/blobs/uploads/").status_code == 202
 
 
-class _FlagDriver:
-    name = "fake"
+class _StoredFlag:
+    """The store's flag, counting reads; ``broken``: the backend is down."""
 
     def __init__(self) -> None:
         self.reads = 0
-        self.flag: bytes | None = None
+        self.flag: MaintenanceFlag | None = None
         self.broken = False
 
-    async def get(self, path: str) -> bytes:
-        assert path == layout.readonly_flag()
+    async def read(self) -> MaintenanceFlag | None:
         self.reads += 1
         if self.broken:
             raise StorageError("backend down")
-        if self.flag is None:
-            raise PathNotFoundError(path)
         return self.flag
 
 
 def test_flag_is_read_at_most_once_per_ttl_and_survives_a_storage_outage() -> None:
-    driver = _FlagDriver()
+    stored = _StoredFlag()
     now = [100.0]
-    state = ReadOnlyState(driver, forced=False, ttl=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    state = ReadOnlyState(stored, forced=False, ttl=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
 
     async def refused() -> bool:
         results = await asyncio.gather(*(state.refusal() for _ in range(10)))
         return all(r is not None for r in results)
 
     assert asyncio.run(refused()) is False
-    assert driver.reads == 1
-    driver.flag = b'{"since": 1, "reason": "r"}'
+    assert stored.reads == 1
+    stored.flag = MaintenanceFlag(1.0, "r")
     now[0] += 1.0
     assert asyncio.run(refused()) is False  # still the cached state
-    assert driver.reads == 1
+    assert stored.reads == 1
     now[0] += 1.5
     assert asyncio.run(refused()) is True
-    assert driver.reads == 2
+    assert stored.reads == 2
     # The backend fails: the last known state holds, and it is not hammered.
-    driver.broken = True
+    stored.broken = True
     now[0] += 2.5
     assert asyncio.run(refused()) is True
     assert asyncio.run(refused()) is True
-    assert driver.reads == 3
+    assert stored.reads == 3

@@ -1,7 +1,10 @@
-"""One collection at a time across every process and host on the storage: a lease object.
+"""Named leases in storage: one holder at a time across every process and host.
 
-``gc/lease`` holds ``{"owner": <random id>, "ttl": <seconds>}``; it is held while the
-storage's clock is less than ``ttl`` past its modification time. Taking it:
+Background work that many processes could do but one should (garbage collection now;
+event delivery, replication, cache fills later) takes the lease of its name first.
+``gc/lease`` (``leases/<name>`` for other names) holds ``{"owner": <random id>, "ttl":
+<seconds>}``; it is held while the storage's clock is less than ``ttl`` past its
+modification time. Taking it:
 
 1. read the lease; if another owner holds it and it has not expired, give up;
 2. write our own record, and give up if the read-to-write took longer than half of
@@ -15,8 +18,8 @@ read-to-write spanned more than ``settle`` and B gave up at step 2.
 
 The holder renews the lease (rewrites it, after checking it is still the owner) every
 quarter of the TTL, and treats it as lost once half the TTL has passed since the start
-of its last successful write: well before anyone else may see it expire. The collector
-checks ``Lease.check`` before every group of deletions.
+of its last successful write: well before anyone else may see it expire. The holder
+calls ``Lease.check`` before every step that must not run beside another holder.
 """
 
 from __future__ import annotations
@@ -25,16 +28,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from registry.gc.clock import storage_now
 from registry.store import layout
+from registry.store.clock import SYSTEM_CLOCK, Clock, StorageClock
 from storage_backends import Driver, PathNotFoundError
 
-log = logging.getLogger("registry.gc")
+log = logging.getLogger("registry.lease")
 
 SETTLE = 1.0
 
@@ -56,30 +58,39 @@ class LeaseRecord:
             return cls(str(doc["owner"]), float(doc["ttl"]), modified)
         except (ValueError, KeyError, TypeError):
             # Unreadable: someone wrote it by hand or a write was torn. Honour it as held
-            # for a default TTL rather than collecting beside an unknown process.
+            # for a default TTL rather than working beside an unknown process.
             return cls("", 60.0, modified)
 
 
 class Lease:
+    """The lease called ``name``, as one would-be holder (``owner``) sees it. Made by
+    ``RegistryStore.lease``."""
+
     def __init__(
         self,
         driver: Driver,
+        name: str,
         ttl: float,
         *,
         owner: str | None = None,
         settle: float = SETTLE,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.driver = driver
+        self._driver = driver
+        self._path = layout.lease(name)
+        self._storage_clock = StorageClock(driver, name)
+        self.name = name
         self.ttl = ttl
         self.owner = owner or uuid.uuid4().hex
         self.settle = settle
+        self._clock = clock
         self._confirmed_at: float | None = None  # monotonic start of our last write
         self._lost = False
 
     async def read(self) -> LeaseRecord | None:
         try:
-            raw = await self.driver.get(layout.gc_lease())
-            info = await self.driver.stat(layout.gc_lease())
+            raw = await self._driver.get(self._path)
+            info = await self._driver.stat(self._path)
         except PathNotFoundError:
             return None
         return LeaseRecord.load(raw, info.modified)
@@ -89,7 +100,7 @@ class Lease:
         record = await self.read()
         if record is None:
             return None
-        if await storage_now(self.driver) - record.modified > record.ttl:
+        if await self._storage_clock.now() - record.modified > record.ttl:
             return None
         return record
 
@@ -99,22 +110,22 @@ class Lease:
         current = await self.holder()
         if current is not None and current.owner != self.owner:
             return False
-        started = time.monotonic()
+        started = self._clock.monotonic()
         current = await self.holder()
         if current is not None and current.owner != self.owner:
             return False
         # Shielded: a shutdown that cancels us mid-write must still see the write land
-        # and then release it, or a stale lease would block collection for a whole ttl.
+        # and then release it, or a stale lease would block the work for a whole ttl.
         write = asyncio.ensure_future(self._write())
         try:
             await asyncio.shield(write)
-            if time.monotonic() - started > self.settle / 2:
+            if self._clock.monotonic() - started > self.settle / 2:
                 # Our read may be stale, and we may have overwritten a holder (who will
-                # notice at its next renewal and stop): do not collect this time.
-                log.info("gc lease: storage too slow to take the lease safely; not collecting")
+                # notice at its next renewal and stop): do not proceed this time.
+                log.info("%s lease: storage too slow to take the lease safely", self.name)
                 await self.release()
                 return False
-            await asyncio.sleep(self.settle)
+            await self._clock.sleep(self.settle)
             back = await self.read()
         except BaseException:
             # Cancelled (server shutdown) or failed while settling: leave no lease behind.
@@ -132,7 +143,7 @@ class Lease:
         record = await self.read()
         if record is None or record.owner != self.owner:
             self._lost = True
-            raise LeaseLostError("the gc lease was taken over")
+            raise LeaseLostError(f"the {self.name} lease was taken over")
         await self._write()
 
     def check(self) -> None:
@@ -140,21 +151,21 @@ class Lease:
         if (
             self._lost
             or self._confirmed_at is None
-            or time.monotonic() - self._confirmed_at > self.ttl / 2
+            or self._clock.monotonic() - self._confirmed_at > self.ttl / 2
         ):
-            raise LeaseLostError("the gc lease was lost or not renewed in time")
+            raise LeaseLostError(f"the {self.name} lease was lost or not renewed in time")
 
     async def release(self) -> None:
         self._confirmed_at = None
         record = await self.read()
         if record is not None and record.owner == self.owner:
-            await self.driver.delete(layout.gc_lease())
+            await self._driver.delete(self._path)
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[Lease]:
         """Renew the (acquired) lease in the background while the block runs, and
         release it afterwards."""
-        renewer = asyncio.create_task(self._renew_forever(), name="registry-gc-lease")
+        renewer = asyncio.create_task(self._renew_forever(), name=f"registry-{self.name}-lease")
         try:
             yield self
         finally:
@@ -165,17 +176,17 @@ class Lease:
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 4)
+            await self._clock.sleep(self.ttl / 4)
             try:
                 await self.renew()
             except LeaseLostError:
-                log.error("gc lease lost; the collection stops")
+                log.error("%s lease lost; the work under it stops", self.name)
                 return
             except Exception as exc:  # storage trouble: check() will say when it matters
-                log.warning("gc lease renewal failed: %s", exc)
+                log.warning("%s lease renewal failed: %s", self.name, exc)
 
     async def _write(self) -> None:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         record = {"owner": self.owner, "ttl": self.ttl}
-        await self.driver.put(layout.gc_lease(), json.dumps(record).encode())
+        await self._driver.put(self._path, json.dumps(record).encode())
         self._confirmed_at = started

@@ -1,0 +1,71 @@
+"""Retention: delete the tags the policies select (``retention.py`` decides which), each
+digest's tags in one cycle, sparing a tag pushed again since it was looked at."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+
+from registry.gc.inventory import read_tags
+from registry.gc.retention import RetentionPolicy, TagRecord, expired_tags, policy_for
+from registry.gc.run import Repository, Run
+from registry.reference import Digest, parse_digest
+from registry.store import Tag
+
+Expired = tuple[Repository, TagRecord]
+
+
+async def expire_tags(run: Run, names: Sequence[str], policies: Sequence[RetentionPolicy]) -> None:
+    """Read the tags of every repository (into ``run.repos``) and delete the expired."""
+    expired: dict[Digest, list[Expired]] = defaultdict(list)
+
+    async def select(name: str) -> None:
+        repo = run.repos[name] = Repository(name)
+        await read_tags(run, repo)
+        policy = policy_for(name, policies)
+        if policy is None:
+            return
+        times = await run.each(repo.tags, lambda t: run.io(run.store.modified(Tag(name, t))))
+        records = [
+            TagRecord(tag, str(target), pushed_at)
+            for (tag, target), pushed_at in zip(repo.tags.items(), times, strict=True)
+            if pushed_at is not None
+        ]
+        for record in expired_tags(records, policy, run.now):
+            expired[parse_digest(record.digest)].append((repo, record))
+
+    await run.each(names, select)
+    if run.dry_run:
+        for group in expired.values():
+            _forget(run, group)
+        return
+    await run.each(expired, lambda d: run.limited(lambda: _untag(run, d, expired[d])))
+
+
+async def _untag(run: Run, digest: Digest, group: list[Expired]) -> None:
+    async with run.cycle([digest]) as cycle:
+        if await run.io(cycle.claimed_fresh(digest)):
+            run.report.spared += len(group)
+            return
+        unchanged = await run.each(group, lambda e: _unchanged(run, *e))
+        doomed = [e for e, same in zip(group, unchanged, strict=True) if same]
+        run.report.spared += len(group) - len(doomed)  # pushed again
+        await run.io(cycle.delete([Tag(repo.name, record.name) for repo, record in doomed]))
+        _forget(run, doomed)
+
+
+async def _unchanged(run: Run, repo: Repository, record: TagRecord) -> bool:
+    """Whether the tag still names what it named, and was not pushed again, since the
+    run looked at it."""
+    target, modified = await asyncio.gather(
+        run.io(run.store.tags.read(repo.name, record.name)),
+        run.io(run.store.modified(Tag(repo.name, record.name))),
+    )
+    return str(target) == record.digest and modified == record.pushed_at
+
+
+def _forget(run: Run, gone: list[Expired]) -> None:
+    for repo, record in gone:
+        del repo.tags[record.name]
+        run.report.tags_deleted.append(f"{repo.name}:{record.name}")
