@@ -51,7 +51,8 @@ async def _untag(run: Run, digest: Digest, group: list[Expired]) -> None:
         unchanged = await run.each(group, lambda e: _unchanged(run, *e))
         doomed = [e for e, same in zip(group, unchanged, strict=True) if same]
         run.report.spared += len(group) - len(doomed)  # pushed again
-        await run.io(cycle.delete([Tag(repo.name, record.name) for repo, record in doomed]))
+        tags = [Tag(repo.name, record.name) for repo, record in doomed]
+        await run.io(cycle.delete(tags, {str(tag): digest for tag in tags}))
         _forget(run, doomed)
 
 

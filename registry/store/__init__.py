@@ -12,6 +12,7 @@ from registry.config import Config
 from registry.store import layout
 from registry.store.blobs import BlobFiles, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
+from registry.store.changes import Changes
 from registry.store.claims import (
     DEFAULT_REFERENCE_BUDGET,
     BlobBusyError,
@@ -55,15 +56,17 @@ class RegistryStore:
     ) -> None:
         self._driver = driver
         self.clock = clock
-        self.catalog = Catalog(driver)
-        self.claims = Claims(driver, clock, reference_budget)
-        self.blobs = BlobStore(driver, self.catalog, self.claims, redirect_expiry)
+        # Told of every change before it is visible (store/changes.py).
+        self.changes = Changes()
+        self.catalog = Catalog(driver, self.changes)
+        self.claims = Claims(driver, clock, reference_budget, self.changes)
+        self.blobs = BlobStore(driver, self.catalog, self.claims, self.changes, redirect_expiry)
         self.tags = TagStore(driver)
         self.referrers = ReferrersIndex(driver)
         self.manifests = ManifestStore(
-            driver, self.blobs, self.tags, self.referrers, self.catalog, self.claims
+            driver, self.blobs, self.tags, self.referrers, self.catalog, self.claims, self.changes
         )
-        self.uploads = UploadStore(driver, self.blobs, self.claims)
+        self.uploads = UploadStore(driver, self.blobs, self.claims, self.changes)
         self.readonly_flag = ReadOnlyFlag(driver)
 
     def lease(

@@ -18,6 +18,7 @@ from registry.errors import RegistryError
 from registry.reference import ALGORITHMS, Digest, parse_digest
 from registry.store import layout
 from registry.store.catalog import Catalog
+from registry.store.changes import BlobMounted, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
 from storage_backends import Driver, PathNotFoundError
 
@@ -43,11 +44,13 @@ class BlobStore:
         driver: Driver,
         catalog: Catalog,
         claims: Claims,
+        changes: Changes,
         redirect_expiry: float | None = None,
     ) -> None:
         self._driver = driver
         self.catalog = catalog
         self.claims = claims
+        self._changes = changes
         # Seconds a redirect URL stays valid; None: blobs are served by the registry.
         self.redirect_expiry = redirect_expiry
 
@@ -97,6 +100,7 @@ class BlobStore:
     async def unlink(self, name: str, digest: Digest) -> None:
         if not await self.is_linked(name, digest):
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        await self._changes.before(BlobUnlinked(name, digest))
         await self._driver.delete(layout.layer_link(name, digest))
 
     async def links(self, name: str) -> set[Digest]:
@@ -114,10 +118,11 @@ class BlobStore:
         try:
             if digest not in await self.claims.claim([digest]):
                 return None
+            info = await self._driver.stat(layout.blob_data(digest))
+            await self._changes.before(BlobMounted(name, digest, info.size, source))
             await self.link(name, digest)
             if not await self.claims.confirm(digest, started):
                 return None
-            info = await self._driver.stat(layout.blob_data(digest))
         except (BlobBusyError, PathNotFoundError):
             return None
         return BlobInfo(digest, info.size)

@@ -7,18 +7,21 @@ from collections.abc import Sequence
 
 from registry.reference import is_valid_name
 from registry.store import layout
+from registry.store.changes import Changes, RepositoryCreated
 from storage_backends import Driver, PathNotFoundError
 
 
 class Catalog:
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, changes: Changes) -> None:
         self._driver = driver
+        self._changes = changes
         self._known: set[str] = set()  # markers this process has seen; they are never removed
 
     async def add(self, name: str) -> None:
         if name in self._known:
             return
         if not await self.contains(name):
+            await self._changes.before(RepositoryCreated(name))
             await self._driver.put(layout.catalog_marker(name), b"")
         self._known.add(name)
 

@@ -67,11 +67,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from registry.reference import Digest
 from registry.store import layout
+from registry.store.changes import Changes, Collected
 from registry.store.clock import CLOCK_RESOLUTION, Clock
 from registry.store.objects import StoredObject
 from storage_backends import Driver, PathNotFoundError
@@ -135,9 +136,12 @@ class Cutoff:
 class Claims:
     """Both halves of the protocol over one driver."""
 
-    def __init__(self, driver: Driver, clock: Clock, reference_budget: float) -> None:
+    def __init__(
+        self, driver: Driver, clock: Clock, reference_budget: float, changes: Changes
+    ) -> None:
         self._driver = driver
         self.clock = clock
+        self._changes = changes
         # A claim protects a digest for the collector's grace period only if what the
         # push writes on its strength is written within this many seconds of it.
         self.reference_budget = reference_budget
@@ -274,10 +278,14 @@ class Cycle:
         """C2: a push claimed ``digest`` after the cutoff, so the cycle spares it."""
         return await self._claims.claimed_fresh(digest, self.cutoff)
 
-    async def delete(self, objects: Sequence[StoredObject]) -> None:
+    async def delete(
+        self, objects: Sequence[StoredObject], tag_targets: Mapping[str, Digest] | None = None
+    ) -> None:
         """One step of C3: ``objects`` may go in any order or at once (on S3 one request
         per 1000). Steps that must follow one another are separate calls: each returns
-        only when all its deletes are done."""
+        only when all its deletes are done. ``tag_targets`` says what the deleted tags
+        named (``str(Tag)`` -> digest), for the change listeners."""
         if objects:
             self._guard()
+            await self._claims._changes.before(Collected(tuple(objects), tag_targets or {}))
             await self._claims._delete(objects)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry import errors
@@ -23,6 +22,7 @@ from registry.reference import Digest, check_tag, is_digest_reference, parse_dig
 from registry.store import layout
 from registry.store.blobs import BlobStore
 from registry.store.catalog import Catalog
+from registry.store.changes import Changes, ManifestDeleted, ManifestPushed, TagDeleted
 from registry.store.claims import BlobBusyError, Claims
 from registry.store.referrers import ReferrersIndex
 from registry.store.tags import TagStore
@@ -49,6 +49,7 @@ class ManifestStore:
         referrers: ReferrersIndex,
         catalog: Catalog,
         claims: Claims,
+        changes: Changes,
     ) -> None:
         self._driver = driver
         self.blobs = blobs
@@ -56,6 +57,7 @@ class ManifestStore:
         self.referrers = referrers
         self.catalog = catalog
         self.claims = claims
+        self._changes = changes
 
     # ------------------------------------------------------------------ reading
 
@@ -124,7 +126,11 @@ class ManifestStore:
                 detail={"digest": str(expected)},
             )
         manifest = parse_manifest(body, content_type)
-        present = await self._claim_references(name, digest, manifest, tags)
+        previous = dict(zip(tags, await self.tags.targets(name, tags), strict=True))
+        present = await self._claim_references(name, digest, manifest, previous)
+        await self._changes.before(
+            ManifestPushed(name, digest, len(body), manifest, tuple(tags), previous)
+        )
 
         if digest not in present:
             await self.blobs.put_small(digest, body)
@@ -151,7 +157,7 @@ class ManifestStore:
         return stored, manifest
 
     async def _claim_references(
-        self, name: str, digest: Digest, manifest: Manifest, tags: Sequence[str]
+        self, name: str, digest: Digest, manifest: Manifest, previous: dict[str, Digest | None]
     ) -> set[Digest]:
         """Claim the manifest, what it references and what its tags name now (so that
         the collector cannot delete a tag this PUT is about to rewrite), check the
@@ -162,7 +168,7 @@ class ManifestStore:
             digest,
             *(d.digest for d in manifest.blobs),
             *(d.digest for d in manifest.manifests),
-            *[d for d in await self.tags.targets(name, tags) if d is not None],
+            *[d for d in previous.values() if d is not None],
         ]
         for _ in range(_CLAIM_ATTEMPTS):
             started = self.claims.start()
@@ -210,11 +216,16 @@ class ManifestStore:
     async def delete(self, name: str, reference: str) -> None:
         """By tag: untag (the manifest stays). By digest: the manifest and its tags."""
         if not is_digest_reference(reference):
-            await self.tags.target(name, reference)
+            target = await self.tags.target(name, reference)
+            await self._changes.before(TagDeleted(name, reference, target))
             await self.tags.delete(name, reference)
             return
         stored = await self.revision(name, parse_digest(reference))
-        for tag in await self.tags.pointing_at(name, stored.digest):
+        tags = await self.tags.pointing_at(name, stored.digest)
+        await self._changes.before(
+            ManifestDeleted(name, stored.digest, stored.media_type, stored.size, tuple(tags))
+        )
+        for tag in tags:
             await self.tags.delete(name, tag)
         if stored.subject is not None:
             await self.referrers.remove(name, parse_digest(stored.subject), stored.digest)

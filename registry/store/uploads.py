@@ -34,6 +34,7 @@ from registry.errors import RegistryError
 from registry.reference import Digest, is_valid_name
 from registry.store import layout
 from registry.store.blobs import BlobInfo, BlobStore
+from registry.store.changes import BlobPushed, Changes
 from registry.store.claims import BlobBusyError, Claims
 from storage_backends import Driver, FileWriter, PathNotFoundError
 
@@ -129,10 +130,11 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
 
 
 class UploadStore:
-    def __init__(self, driver: Driver, blobs: BlobStore, claims: Claims) -> None:
+    def __init__(self, driver: Driver, blobs: BlobStore, claims: Claims, changes: Changes) -> None:
         self._driver = driver
         self.blobs = blobs
         self.claims = claims
+        self._changes = changes
         self._hashers = _Hashers()
         self._marked: set[str] = set()  # repositories whose uploading marker is written
 
@@ -232,6 +234,11 @@ class UploadStore:
         # its grace period.
         claimed_at = self.claims.start()
         present = digest in await self.claims.claim([digest])
+        try:
+            await self._changes.before(BlobPushed(name, digest, size))
+        except BaseException:
+            await self.cancel(name, state.upload_id)
+            raise
         if present:
             await self._driver.delete(data)
         else:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.store import Catalog, layout
+from registry.store.changes import Changes
 from storage_backends import CheckedDriver
 from storage_backends.memory import MemoryDriver
 from tests.asgi_registry import InProcessRegistry
@@ -168,7 +169,7 @@ prefix_strategy = st.text(alphabet="ab-._/0", max_size=5)
 def test_listing_by_prefixes_is_the_filtered_catalog(
     names: list[str], prefixes: list[str], last: str | None, limit: int
 ) -> None:
-    catalog = Catalog(CheckedDriver(MemoryDriver()))
+    catalog = Catalog(CheckedDriver(MemoryDriver()), Changes())
 
     async def listed() -> list[str]:
         for name in names:
