@@ -14,6 +14,7 @@ from starlette.responses import Response
 from registry import errors, metrics
 from registry.auth import Authorizer, TokenService, authorize_request
 from registry.config import Config, load_config
+from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
 from registry.gc import background_collector
 from registry.health import ReadinessCheck
@@ -56,7 +57,12 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         openapi_url=None,
         lifespan=lifespan,
         # Authorization first: an anonymous write learns nothing about read-only mode.
-        dependencies=[Depends(authorize_request), Depends(refuse_writes_when_readonly)],
+        # Then the request's context, which the store's change listeners read.
+        dependencies=[
+            Depends(authorize_request),
+            Depends(refuse_writes_when_readonly),
+            Depends(bind_request_context),
+        ],
     )
     app.state.config = config
     app.state.store = store

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from registry import errors
+from registry.context import RequestContext, current
 from registry.errors import RegistryError
 from registry.reference import Digest, parse_digest
 from registry.store import RegistryStore
@@ -25,7 +26,8 @@ from registry.store.changes import (
 )
 from storage_backends import CheckedDriver
 from storage_backends.memory import MemoryDriver
-from tests.images import Image, image
+from tests.asgi_registry import InProcessRegistry
+from tests.images import Image, image, push_image
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +143,21 @@ async def test_a_refused_blob_push_leaves_no_blob_and_no_session(store: Registry
 def json_blobs(img: Image) -> list[str]:
     doc = json.loads(img.manifest)
     return [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]
+
+
+
+def test_listeners_see_the_request_context_of_the_push() -> None:
+    """A listener reads who pushed, and how, from registry.context, set per request."""
+    seen: list[RequestContext] = []
+
+    class Spy:
+        async def before(self, change: Change) -> None:
+            if isinstance(change, ManifestPushed):
+                seen.append(current())
+
+    with InProcessRegistry() as registry:
+        registry.app.state.store.changes.listen(Spy())
+        with registry.client() as client:
+            push_image(client, "team/app", image(layers=1), "v1")
+    assert [(c.origin, c.method) for c in seen] == [("client", "PUT")]
+    assert seen[0].request_id and seen[0].actor is None
