@@ -134,8 +134,11 @@ class AnonymousGrantConfig(Section):
 
 
 class LoginLimitConfig(Section):
-    # More failed logins than this for one user name within `window` are refused unchecked.
+    # More failed logins than this for one user name from one client address within
+    # `window` are refused unchecked (0: no limit).
     max_failures: int = 5
+    # ... and more than this from one client address, whatever the user names.
+    max_failures_per_address: int = Field(default=50, ge=1)
     window: Duration = 60.0
 
 

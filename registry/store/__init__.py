@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from registry.store.blobs import DEFAULT_REFERENCE_BUDGET, BlobBusyError, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
+from registry.store.login_attempts import LoginAttempts
 from registry.store.manifests import ManifestStore, StoredManifest
 from registry.store.referrers import ReferrersIndex
 from registry.store.uploads import UploadState, UploadStore
@@ -22,6 +23,7 @@ class RegistryStore:
         self.referrers = ReferrersIndex(driver)
         self.manifests = ManifestStore(driver, self.blobs, self.referrers, self.catalog)
         self.uploads = UploadStore(driver, self.blobs)
+        self.login_attempts = LoginAttempts(driver)
 
 
 __all__ = [
