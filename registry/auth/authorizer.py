@@ -116,7 +116,7 @@ def log_refusal(
         level,
         "refused %s %s from %s (%d): user %s: %s; needed %s",
         request.method,
-        request.url.path,
+        request.scope["path"],  # as decoded for routing (and the access log)
         _client(request),
         status,
         _shown(user) if user else "-",
@@ -294,7 +294,7 @@ class Authorizer:
             log.error(
                 "refused %s %s: no access rule for route %r (fail closed)",
                 request.method,
-                request.url.path,
+                request.scope["path"],  # as decoded for routing (and the access log)
                 template,
             )
             raise RegistryError(errors.DENIED, "no access rule for this endpoint")
