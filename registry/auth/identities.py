@@ -266,11 +266,16 @@ class LoginThrottle:
     already verified (cache misses) are counted per subject, and checked first, before
     the cache of verified passwords: the cache answers a right password at once, so
     without that check each refused wrong guess would still have told a guesser that
-    it was wrong. That in-process count is a bounded map of hashes; forgetting a subject
+    it was wrong. After storage refused a subject, this process refuses it for a few
+    seconds without asking again. Both are bounded maps of hashes; forgetting a subject
     costs a storage request, and never resets the storage count.
     """
 
     REMEMBERED = 10_000  # subjects whose recent misses this process keeps
+    # After storage refused a subject, refuse it here for this long without asking again
+    # (a client retrying in a loop must not cost a storage round trip each time). Short:
+    # storage may have refused for attempts that were only in flight.
+    REFUSED_FOR = 5.0
 
     def __init__(
         self,
@@ -287,6 +292,7 @@ class LoginThrottle:
         self.remembered = remembered
         # subject hash -> {credential key: when it missed}, least recently used first
         self._misses: OrderedDict[str, dict[bytes, float]] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()  # subject hash -> until
 
     @property
     def enabled(self) -> bool:
@@ -316,12 +322,19 @@ class LoginThrottle:
         credential already counted here is not a new guess and is let through."""
         if not self.enabled:
             return None
+        now = self.clock()
         for subject, limit, why in zip(
             self.subjects(user, address), self.limits, _WHY, strict=True
         ):
+            key = self._key(subject)
+            refused_until = self._refused.get(key)
+            if refused_until is not None:
+                if refused_until > now:
+                    return Throttled(refused_until - now, why)
+                del self._refused[key]
             misses = self._live(subject)
             if credential not in misses and len(misses) >= limit:
-                return Throttled(min(misses.values()) + self.window - self.clock(), why)
+                return Throttled(min(misses.values()) + self.window - now, why)
         return None
 
     def missed(self, user: str, address: str, credential: bytes) -> None:
@@ -337,6 +350,13 @@ class LoginThrottle:
             self._misses.move_to_end(key)
         while len(self._misses) > self.remembered:
             self._misses.popitem(last=False)
+
+    def _remember_refusal(self, subject: str, until: float) -> None:
+        key = self._key(subject)
+        self._refused[key] = until
+        self._refused.move_to_end(key)
+        while len(self._refused) > self.remembered:
+            self._refused.popitem(last=False)
 
     def verified(self, user: str, address: str, credential: bytes) -> None:
         """The password was right: not a failure, and the user's failures here end."""
@@ -356,12 +376,16 @@ class LoginThrottle:
                 for s, limit in zip(subjects, self.limits, strict=True)
             )
         )
-        for found, mine, limit, why in zip(counted, records, self.limits, _WHY, strict=True):
+        for subject, found, mine, limit, why in zip(
+            subjects, counted, records, self.limits, _WHY, strict=True
+        ):
             if len(found) > limit:
                 await attempts.discard(*records)
                 others = [r for r in found if r.path != mine.path]
                 until = others[max(0, len(others) - limit)].at + self.window
-                raise Throttled(until - self.clock(), why)
+                now = self.clock()
+                self._remember_refusal(subject, min(until, now + self.REFUSED_FOR))
+                raise Throttled(until - now, why)
         user_failed_before = any(r.path != records[0].path for r in counted[0])
         return LoginAttempt(attempts, tuple(records), subjects[0], self.window, user_failed_before)
 

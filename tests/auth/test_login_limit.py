@@ -121,6 +121,21 @@ def test_one_attempt_gets_through_as_failures_age_out(
     wait_of(throttle, attempts, "u", "a")  # slowed to a trickle, not reset
 
 
+def test_a_refusal_from_storage_is_remembered_for_a_few_seconds(
+    attempts: LoginAttempts, clock: FakeClock
+) -> None:
+    """A client retrying in a loop must not cost a storage round trip per request."""
+    throttle = LoginThrottle(2, 50, 60, clock=clock)
+    fail(throttle, attempts, "u", "a")
+    fail(throttle, attempts, "u", "a")
+    wait_of(throttle, attempts, "u", "a")
+    refused = throttle.check("u", "a", b"any")
+    assert refused is not None and refused.wait <= LoginThrottle.REFUSED_FOR
+    clock.now += LoginThrottle.REFUSED_FOR + 0.1
+    assert throttle.check("u", "a", b"any") is None  # asks storage again, which refuses
+    wait_of(throttle, attempts, "u", "a")
+
+
 def test_refused_attempts_do_not_extend_the_wait(attempts: LoginAttempts, clock: FakeClock) -> None:
     throttle = LoginThrottle(2, 50, 60, clock=clock)
     fail(throttle, attempts, "u", "a")
