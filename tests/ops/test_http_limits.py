@@ -19,6 +19,7 @@ import pytest
 from tests.auth.conftest import PASSWORD, auth_section
 from tests.conftest import require_tool, start_server
 from tests.images import image, push_image
+from tests.ops.test_tls import self_signed
 from tests.server import RegistryServer
 
 MiB = 1 << 20
@@ -271,28 +272,7 @@ def test_a_tls_listener_is_not_mistaken_for_a_probe(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """With TLS on, the protocol sees decrypted bytes: nothing to recognise."""
-    require_tool("openssl")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     server = start_server(
         request,
         tmp_path / "tls",
