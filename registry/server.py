@@ -153,8 +153,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             if self._pending > self.limits.max_header_size + self.limits.max_request_line:
                 self._refuse(self._too_large())
                 return
-        if self._head_timer is None and not self._request_active():
-            self._arm_head_timer()
+        if self._head_timer is None and not self._request_active() and not self._reading_body:
+            self._arm_head_timer()  # between requests: the next head has a deadline too
         if self._reading_body and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_check)
 
