@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import PASSWORD
-from tests.conftest import start_server
+from tests.conftest import BACKENDS, start_server
 from tests.server import RegistryServer
 
 MAX_FAILURES = 3
@@ -20,7 +20,7 @@ PER_ADDRESS = 8
 ATTACKER = "203.0.113.66"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
@@ -40,7 +40,7 @@ def server(
             "window": "60s",
         },
     }
-    return start_server(request, workdir, config={"auth": auth}, workers=2)
+    return start_server(request, workdir, request.param, config={"auth": auth}, workers=2)
 
 
 def get(server: RegistryServer, user: str, password: str, address: str) -> int:
