@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import math
 import os
 import shutil
 import tempfile
@@ -17,7 +16,6 @@ from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.gc import command as gc_command
 from registry.preflight import storage_unreachable
-from registry.request_log import uvicorn_log_config
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
 # exactly the configuration the parent validated.
@@ -59,7 +57,7 @@ def _prepare(config: Config) -> StartFacts:
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    from registry import server  # uvicorn: loaded only to serve
 
     if args.config:
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
@@ -73,24 +71,7 @@ def serve(args: argparse.Namespace) -> None:
     print_banner(config, facts)
     http = config.http
     _multiprocess_metrics(http.workers if config.metrics.enabled else 1)
-    uvicorn.run(
-        "registry.app:app_from_environment",
-        factory=True,
-        http="httptools",  # app.py tunes its flow control for large pushes
-        loop="uvloop",
-        host=http.host,
-        port=http.port,
-        workers=http.workers,
-        ssl_certfile=http.tls_cert,
-        ssl_keyfile=http.tls_key,
-        proxy_headers=True,
-        forwarded_allow_ips=http.forwarded_allow_ips,
-        timeout_graceful_shutdown=math.ceil(http.graceful_timeout),
-        access_log=False,
-        log_level=config.log.level,
-        log_config=uvicorn_log_config(config.log.level, config.log.format),
-        server_header=False,
-    )
+    server.run(config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,6 +71,12 @@ class HttpConfig(Section):
     # Trust X-Forwarded-Proto/Host from these addresses (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_timeout: Duration = 30.0
+    # Limits of the HTTP layer (registry/server.py; docs/operations.md).
+    max_request_line: int = Field(default=8 * 1024, ge=1024)  # bytes of the target (414)
+    max_header_size: int = Field(default=64 * 1024, ge=8 * 1024)  # all header fields (431)
+    header_timeout: Duration = Field(default=20.0, gt=0)  # for a request's head to arrive
+    body_timeout: Duration = Field(default=60.0, gt=0)  # longest silence within a body
+    max_connections: int = Field(default=1000, ge=1)  # per worker; beyond: 503
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpConfig:
@@ -202,8 +208,11 @@ class AnonymousGrantConfig(Section):
 
 
 class LoginLimitConfig(Section):
-    # More failed logins than this for one user name within `window` are refused unchecked.
+    # More failed logins than this for one user name from one client address within
+    # `window` are refused unchecked (0: no limit).
     max_failures: int = 5
+    # ... and more than this from one client address, whatever the user names.
+    max_failures_per_address: int = Field(default=50, ge=1)
     window: Duration = 60.0
 
 

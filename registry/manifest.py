@@ -95,6 +95,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _invalid(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        # Real manifests nest a few levels; the decoder gives up near a thousand.
+        raise _invalid("manifest JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise _invalid("manifest must be a JSON object")
     header_type = (content_type or "").split(";")[0].strip().lower() or None

@@ -13,6 +13,9 @@ from registry import errors
 from registry.errors import RegistryError
 
 NAME_MAX = 255
+# Each path component of a name becomes a file name, and the last one also a marker file
+# ``<component>!`` (store/layout.py): filesystems allow 255 bytes per file name.
+NAME_COMPONENT_MAX = 254
 NAME_RE = re.compile(
     r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
 )
@@ -24,7 +27,11 @@ _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= NAME_MAX and NAME_RE.match(name) is not None
+    return (
+        len(name) <= NAME_MAX
+        and NAME_RE.match(name) is not None
+        and all(len(component) <= NAME_COMPONENT_MAX for component in name.split("/"))
+    )
 
 
 def check_name(name: str) -> str:

@@ -5,6 +5,10 @@ streamed bodies and the socket). Logged: method, path, status, bytes in and out,
 duration, request id, client address. Never headers: they carry credentials. Query
 strings are left out too (upload ``_state``-like tokens or presigned URLs could
 appear there).
+
+The path is the decoded one, so it may hold any character a client percent-encoded:
+the text formatter escapes control characters in every field and message (``%0A``
+must not start a line of its own), JSON escapes them by itself.
 """
 
 from __future__ import annotations
@@ -104,6 +108,21 @@ def _request_id(scope: Scope) -> bytes:
     return uuid.uuid4().hex.encode()
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN``: one line, whatever
+    a client put in a path, a name or a header."""
+    return _CONTROL.sub(_escape_one, text)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -126,15 +145,22 @@ class TextFormatter(logging.Formatter):
         request = getattr(record, "request", None)
         stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
         if request:
-            r = request
+            r = {k: escape_controls(str(v)) for k, v in request.items()}
+            path = r["path"].replace('"', '\\"')  # the quotes end the request field
             line = (
-                f'{stamp} {r["client"]} "{r["method"]} {r["path"]}" {r["status"]} '
+                f'{stamp} {r["client"]} "{r["method"]} {path}" {r["status"]} '
                 f"in={r['bytes_in']} out={r['bytes_out']} {r['duration_ms']}ms id={r['request_id']}"
             )
         else:
-            line = f"{stamp} {record.levelname.lower()} {record.name}: {record.getMessage()}"
+            message = escape_controls(record.getMessage())
+            line = f"{stamp} {record.levelname.lower()} {record.name}: {message}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            # Indented, so that only real records start a line (an exception's message
+            # may quote what a client sent).
+            line += "\n" + "\n".join(
+                "    " + escape_controls(part)
+                for part in self.formatException(record.exc_info).splitlines()
+            )
         return line
 
 

@@ -150,7 +150,7 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     (_NAME + "/manifests/{reference}", "PUT"): _PUSH,
     (_NAME + "/manifests/{reference}", "DELETE"): _DELETE,
     (_NAME + "/tags/list", "GET"): _PULL,
-    (_NAME + "/referrers/{digest}", "GET"): _PULL,
+    (_NAME + "/referrers/{digest:path}", "GET"): _PULL,
     (TOKEN_PATH, "GET"): _PUBLIC,
     (TOKEN_PATH, "POST"): _PUBLIC,
     (JWKS_PATH, "GET"): _PUBLIC,

@@ -3,17 +3,21 @@ routing, from the route's path template and parameters against the access table.
 
 Refusals: 401 UNAUTHORIZED with a challenge when no or a bad credential came (or a valid
 token lacks scope that a new token could carry), 403 DENIED when the caller is known and
-the policy says no, 429 when a user name has failed too many logins. Every refusal is
-logged to "registry.auth", never with the secret.
+the policy says no, 429 when a user has failed too many logins from the client's address
+(or the address has, whatever the names). Every refusal is logged to "registry.auth" in
+one form (``log_refusal``), never with the secret: WARNING for a credential that did not
+work and for every 403 and 429, INFO for the challenges that are a normal step of every
+pull (no credentials yet, a token without the scope).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -34,7 +38,7 @@ from registry.auth.access import (
     route_need,
     scope_covers,
 )
-from registry.auth.identities import LoginThrottle, User, UserDirectory
+from registry.auth.identities import LoginThrottle, Throttled, User, UserDirectory
 from registry.auth.tokens import (
     KeyRing,
     TokenError,
@@ -47,6 +51,8 @@ from registry.auth.tokens import (
 from registry.config import AuthConfig
 from registry.errors import RegistryError
 from registry.reference import check_name, is_valid_name
+from registry.store import RegistryStore
+from registry.store.login_attempts import LoginAttempts
 
 log = logging.getLogger("registry.auth")
 
@@ -88,6 +94,34 @@ def _shown(name: str) -> str:
     return repr(name[:100])
 
 
+def log_refusal(
+    request: Request,
+    status: int,
+    user: str | None,
+    reason: str,
+    needed: Iterable[ResourceScope] = (),
+    level: int = logging.WARNING,
+) -> None:
+    """The one log line of a refusal: method, path, client, user name (``-`` when none
+    is known), why, and the scope that was needed. docs/auth.md describes it."""
+    log.log(
+        level,
+        "refused %s %s from %s (%d): user %s: %s; needed %s",
+        request.method,
+        request.scope["path"],  # as decoded for routing (and the access log)
+        _client(request),
+        status,
+        _shown(user) if user else "-",
+        reason,
+        " ".join(str(s) for s in needed) or "a login",
+    )
+
+
+def _attempts(request: Request) -> LoginAttempts:
+    store: RegistryStore = request.app.state.store
+    return store.login_attempts
+
+
 def decode_basic(value: str) -> tuple[str, str] | None:
     """(user, password) of an HTTP Basic credential, or None when malformed."""
     try:
@@ -121,6 +155,9 @@ class Authorizer:
         self.throttle = throttle
         self.basic_realm = basic_realm
         self.token = token
+        # Fresh verifications in progress, so that parallel requests with the same
+        # credential from one address (skopeo checks blobs in parallel) count once.
+        self._verifying: dict[bytes, asyncio.Future[User | None]] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -137,40 +174,93 @@ class Authorizer:
             {n: (u.password_hash, u.groups) for n, u in auth.users.items()},
             auth.groups,
         )
-        throttle = LoginThrottle(auth.login_limit.max_failures, auth.login_limit.window)
+        limit = auth.login_limit
+        throttle = LoginThrottle(limit.max_failures, limit.max_failures_per_address, limit.window)
         token = _token_settings(auth) if auth.mode == "token" else None
         return cls(auth.mode, policy, directory, throttle, auth.realm, token)
 
     # ---------------------------------------------------------------- authenticating
 
-    async def login(self, username: str, password: str, request: Request) -> User:
-        """The user with this password; 429 while the name is throttled, 401 if wrong."""
-        wait = self.throttle.retry_after(username)
-        if wait is not None:
-            log.warning(
-                "refused login for user %s from %s: too many failed attempts",
-                _shown(username),
-                _client(request),
-            )
+    async def login(
+        self,
+        username: str,
+        password: str,
+        request: Request,
+        needed: Sequence[ResourceScope] = (),
+    ) -> User:
+        """The user with this password; 429 while the user at this address (or the
+        address) is over the failed-login limit, 401 if wrong.
+
+        A password verified lately costs neither bcrypt nor storage (Basic mode sends it
+        with every request); only fresh verifications are counted in storage."""
+        address = _client(request)
+        credential = self.directory.credential_key(username, password)
+        # The limit first, then the cache: else a cached right password would answer
+        # while wrong guesses are refused, which tells a guesser which is which.
+        throttled = self.throttle.check(username, address, credential)
+        user: User | None = None
+        if throttled is None:
+            user = self.directory.cached(username, password)
+            if user is not None:
+                return user
+            self.throttle.missed(username, address, credential)
+            try:
+                user = await self._verify_once(
+                    username, password, address, credential, _attempts(request)
+                )
+            except Throttled as exc:
+                throttled = exc
+        if throttled is not None:
+            log_refusal(request, 429, username, throttled.why, needed)
             raise RegistryError(
                 errors.TOOMANYREQUESTS,
                 "too many failed logins; try again later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                headers={"Retry-After": str(max(1, math.ceil(throttled.wait)))},
             )
-        user = await self.directory.authenticate(username, password)
         if user is None:
-            self.throttle.failed(username)
-            log.warning(
-                "refused login for user %s from %s: unknown user or wrong password",
-                _shown(username),
-                _client(request),
-            )
+            log_refusal(request, 401, username, "unknown user or wrong password", needed)
             raise RegistryError(
                 errors.UNAUTHORIZED,
                 "invalid username or password",
                 headers={"WWW-Authenticate": self.basic_challenge()},
             )
-        self.throttle.succeeded(username)
+        self.throttle.verified(username, address, credential)
+        return user
+
+    async def _verify_once(
+        self,
+        username: str,
+        password: str,
+        address: str,
+        credential: bytes,
+        attempts: LoginAttempts,
+    ) -> User | None:
+        """One counted verification per credential and address at a time in this
+        process; concurrent requests with the same one share its outcome."""
+        key = credential + address.encode()
+        pending = self._verifying.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._verify(username, password, address, attempts))
+            self._verifying[key] = pending
+
+            def done(future: asyncio.Future[User | None]) -> None:
+                self._verifying.pop(key, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved: the waiters may all be gone
+
+            pending.add_done_callback(done)
+        # Shielded: one waiter going away does not cancel the others' verification.
+        return await asyncio.shield(pending)
+
+    async def _verify(
+        self, username: str, password: str, address: str, attempts: LoginAttempts
+    ) -> User | None:
+        attempt = None
+        if self.throttle.enabled:
+            attempt = await self.throttle.attempt(attempts, username, address)
+        user = await self.directory.verify(username, password)
+        if user is not None and attempt is not None:
+            await attempt.succeeded()
         return user
 
     def basic_challenge(self) -> str:
@@ -194,7 +284,7 @@ class Authorizer:
             log.error(
                 "refused %s %s: no access rule for route %r (fail closed)",
                 request.method,
-                request.url.path,
+                request.scope["path"],  # as decoded for routing (and the access log)
                 template,
             )
             raise RegistryError(errors.DENIED, "no access rule for this endpoint")
@@ -220,11 +310,17 @@ class Authorizer:
             credentials = decode_basic(value) if scheme.lower() == "basic" else None
             if credentials is None:
                 self._refuse_401(
-                    request, needed, "malformed or non-Basic credentials", self.basic_challenge()
+                    request,
+                    needed,
+                    None,
+                    "malformed or non-Basic credentials",
+                    self.basic_challenge(),
                 )
-            identity = (await self.login(*credentials, request)).identity
+            identity = (await self.login(*credentials, request, needed)).identity
         if identity is None and (login or not all(self.policy.allows(None, s) for s in needed)):
-            self._refuse_401(request, needed, "no credentials", self.basic_challenge(), quiet=True)
+            self._refuse_401(
+                request, needed, None, "no credentials", self.basic_challenge(), quiet=True
+            )
         for s in needed:
             if identity is not None and not self.policy.allows(identity, s):
                 self._refuse_403(request, needed, identity.name)
@@ -237,13 +333,22 @@ class Authorizer:
         if scheme.lower() != "bearer" or not value.strip():
             reason = "no bearer token" if not header else "not a bearer token"
             self._refuse_401(
-                request, needed, reason, self.bearer_challenge(request, needed), quiet=not header
+                request,
+                needed,
+                None,
+                reason,
+                self.bearer_challenge(request, needed),
+                quiet=not header,
             )
         try:
             claims = self.token.verifier.verify_access(value.strip())
         except TokenError as exc:
             self._refuse_401(
-                request, needed, str(exc), self.bearer_challenge(request, needed, "invalid_token")
+                request,
+                needed,
+                None,
+                f"invalid token: {exc}",
+                self.bearer_challenge(request, needed, "invalid_token"),
             )
         identity = self.identity_of(claims.subject)
         caller = Caller(identity, claims.access)
@@ -262,6 +367,7 @@ class Authorizer:
             self._refuse_401(
                 request,
                 needed,
+                claims.subject,
                 f"token lacks {s}",
                 self.bearer_challenge(request, needed, "insufficient_scope"),
                 quiet=True,  # the usual way a client learns it needs another token
@@ -285,18 +391,13 @@ class Authorizer:
         self,
         request: Request,
         needed: list[ResourceScope],
+        user: str | None,
         reason: str,
         challenge: str,
         quiet: bool = False,
     ) -> NoReturn:
-        (log.info if quiet else log.warning)(
-            "refused %s %s from %s (401): %s; needed %s",
-            request.method,
-            request.url.path,
-            _client(request),
-            reason,
-            " ".join(str(s) for s in needed) or "a login",
-        )
+        level = logging.INFO if quiet else logging.WARNING
+        log_refusal(request, 401, user, reason, needed, level)
         raise RegistryError(
             errors.UNAUTHORIZED,
             detail=_detail(needed) or None,
@@ -304,14 +405,7 @@ class Authorizer:
         )
 
     def _refuse_403(self, request: Request, needed: list[ResourceScope], user: str) -> NoReturn:
-        log.warning(
-            "refused %s %s from %s (403): user %s may not %s",
-            request.method,
-            request.url.path,
-            _client(request),
-            _shown(user),
-            " ".join(str(s) for s in needed),
-        )
+        log_refusal(request, 403, user, "the policy does not allow it", needed)
         raise RegistryError(errors.DENIED, detail=_detail(needed) or None)
 
     # ------------------------------------------------------------ questions from routes

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import bcrypt
 
 from registry.auth.access import Identity
+from registry.store.login_attempts import AttemptRecord, LoginAttempts
 
 log = logging.getLogger("registry.auth")
 
@@ -176,78 +177,217 @@ class UserDirectory:
             )
         return self._dummy_hashes[rounds]
 
-    def _typical_rounds(self) -> int:
-        for hashed in [*self._file_users.values(), *(h for h, _ in self.config_users.values())]:
-            return int(hashed[4:6])
-        return DEFAULT_ROUNDS
+    def _costliest_rounds(self) -> int:
+        """The highest bcrypt cost of any known user: an unknown name must take as long
+        as the slowest known one, or its quick answer tells that it does not exist."""
+        hashes = [*self._file_users.values(), *(h for h, _ in self.config_users.values())]
+        return max((int(h[4:6]) for h in hashes), default=DEFAULT_ROUNDS)
 
-    async def authenticate(self, name: str, password: str) -> User | None:
-        """The user when the password is right, else None (unknown user included)."""
+    def credential_key(self, name: str, password: str) -> bytes:
+        """A fixed-size key for a (name, password) pair, useless outside this process."""
+        data = name.encode() + b"\0" + password.encode()
+        return hmac.new(self._secret, data, hashlib.sha256).digest()
+
+    def cached(self, name: str, password: str) -> User | None:
+        """The user when this password was verified for them lately; no bcrypt."""
+        user = self.get(name)
+        if user is None:
+            return None
+        hit = self._verified.get(self.credential_key(name, password))
+        if hit is None or hit[1] <= self.clock():
+            return None
+        if not hmac.compare_digest(hit[0], user.password_hash):
+            return None  # the password changed since
+        return user
+
+    async def verify(self, name: str, password: str) -> User | None:
+        """Check the password with bcrypt (a dummy hash for unknown users): the user when
+        it is right, else None. Remembered for VERIFIED_CACHE_SECONDS when right."""
         user = self.get(name)
         secret = password.encode()
-        cache_key = hmac.new(self._secret, name.encode() + b"\0" + secret, hashlib.sha256).digest()
-        now = self.clock()
-        if user is not None:
-            hit = self._verified.get(cache_key)
-            if hit is not None and hmac.compare_digest(hit[0], user.password_hash) and hit[1] > now:
-                return user
         if user is not None:
             hashed = user.password_hash.encode()
         else:
-            hashed = await asyncio.to_thread(self._dummy_hash, self._typical_rounds())
+            hashed = await asyncio.to_thread(self._dummy_hash, self._costliest_rounds())
         ok = await asyncio.to_thread(_check_password, secret, hashed)
         if not ok or user is None:
             return None
-        self._verified[cache_key] = (user.password_hash, now + VERIFIED_CACHE_SECONDS)
-        self._verified.move_to_end(cache_key)
+        key = self.credential_key(name, password)
+        self._verified[key] = (user.password_hash, self.clock() + VERIFIED_CACHE_SECONDS)
+        self._verified.move_to_end(key)
         while len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return user
+
+    async def authenticate(self, name: str, password: str) -> User | None:
+        """The user when the password is right, else None (unknown user included)."""
+        return self.cached(name, password) or await self.verify(name, password)
 
 
 # ------------------------------------------------------------------ failed-login limit
 
 
-class LoginThrottle:
-    """At most ``max_failures`` failed logins per user name in any ``window`` seconds;
-    past that, attempts are refused unchecked until the oldest failure ages out. This
-    slows guessing to a trickle without locking the user out for long."""
+class Throttled(Exception):
+    """Too many failed logins: refused without checking the password."""
 
-    MAX_TRACKED = 10_000  # user names (known or not) remembered at once
+    def __init__(self, wait: float, why: str) -> None:
+        super().__init__(why)
+        self.wait = wait
+        self.why = why
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login being checked: counted in storage, where it stays if it fails."""
+
+    attempts: LoginAttempts
+    records: tuple[AttemptRecord, ...]
+    user_subject: str
+    window: float
+    user_failed_before: bool  # other attempts of this user at this address are counted
+
+    async def succeeded(self) -> None:
+        """Not a failure: remove it, and the user's earlier failures at this address."""
+        await self.attempts.discard(*self.records)
+        if self.user_failed_before:
+            await self.attempts.forget(self.user_subject, self.window)
+
+
+class LoginThrottle:
+    """At most ``max_failures`` failed logins for one user name from one client address
+    in any ``window`` seconds, and at most ``max_failures_per_address`` from one address
+    whatever the names; past that, attempts are refused unchecked until the oldest
+    failure ages out. Someone else's failures, from another address, never lock a user
+    out.
+
+    Two counts. In storage (store/login_attempts.py) every fresh verification is counted
+    *before* the password is checked, so parallel guesses count while in flight, in
+    every process and replica. In this process, the distinct credentials that were not
+    already verified (cache misses) are counted per subject, and checked first, before
+    the cache of verified passwords: the cache answers a right password at once, so
+    without that check each refused wrong guess would still have told a guesser that
+    it was wrong. After storage refused a subject, this process refuses it for a few
+    seconds without asking again. Both are bounded maps of hashes; forgetting a subject
+    costs a storage request, and never resets the storage count.
+    """
+
+    REMEMBERED = 10_000  # subjects whose recent misses this process keeps
+    # After storage refused a subject, refuse it here for this long without asking again
+    # (a client retrying in a loop must not cost a storage round trip each time). Short:
+    # storage may have refused for attempts that were only in flight.
+    REFUSED_FOR = 5.0
 
     def __init__(
-        self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_failures: int,
+        max_failures_per_address: int,
+        window: float,
+        clock: Callable[[], float] = time.time,
+        remembered: int = REMEMBERED,
     ) -> None:
         self.max_failures = max_failures
+        self.max_failures_per_address = max_failures_per_address
         self.window = window
         self.clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.remembered = remembered
+        # subject hash -> {credential key: when it missed}, least recently used first
+        self._misses: OrderedDict[str, dict[bytes, float]] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()  # subject hash -> until
 
-    def retry_after(self, name: str) -> float | None:
-        """Seconds until ``name`` may try again, or None when it may try now."""
-        if self.max_failures <= 0:
-            return None
-        failures = self._failures.get(name)
-        if failures is None:
+    @property
+    def enabled(self) -> bool:
+        return self.max_failures > 0
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        return self.max_failures, self.max_failures_per_address
+
+    @staticmethod
+    def subjects(user: str, address: str) -> tuple[str, str]:
+        return f"user\0{user}\0{address}", f"address\0{address}"
+
+    @staticmethod
+    def _key(subject: str) -> str:
+        return hashlib.sha256(subject.encode()).hexdigest()[:32]
+
+    def _live(self, subject: str) -> dict[bytes, float]:
+        misses = self._misses.get(self._key(subject), {})
+        since = self.clock() - self.window
+        for credential in [c for c, at in misses.items() if at <= since]:
+            del misses[credential]
+        return misses
+
+    def check(self, user: str, address: str, credential: bytes) -> Throttled | None:
+        """Refusal by what this process knows (no storage request), or None. A
+        credential already counted here is not a new guess and is let through."""
+        if not self.enabled:
             return None
         now = self.clock()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[name]
-            return None
-        if len(failures) < self.max_failures:
-            return None
-        return failures[0] + self.window - now
+        for subject, limit, why in zip(
+            self.subjects(user, address), self.limits, _WHY, strict=True
+        ):
+            key = self._key(subject)
+            refused_until = self._refused.get(key)
+            if refused_until is not None:
+                if refused_until > now:
+                    return Throttled(refused_until - now, why)
+                del self._refused[key]
+            misses = self._live(subject)
+            if credential not in misses and len(misses) >= limit:
+                return Throttled(min(misses.values()) + self.window - now, why)
+        return None
 
-    def failed(self, name: str) -> None:
-        if self.max_failures <= 0:
+    def missed(self, user: str, address: str, credential: bytes) -> None:
+        """``credential`` was not in the cache: it counts here until it is verified."""
+        if not self.enabled:
             return
-        failures = self._failures.setdefault(name, deque(maxlen=self.max_failures))
-        failures.append(self.clock())
-        self._failures.move_to_end(name)
-        while len(self._failures) > self.MAX_TRACKED:
-            self._failures.popitem(last=False)
+        for subject, limit in zip(self.subjects(user, address), self.limits, strict=True):
+            key = self._key(subject)
+            misses = self._misses.setdefault(key, {})
+            misses[credential] = self.clock()
+            while len(misses) > limit + 1:
+                del misses[min(misses, key=misses.__getitem__)]
+            self._misses.move_to_end(key)
+        while len(self._misses) > self.remembered:
+            self._misses.popitem(last=False)
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+    def _remember_refusal(self, subject: str, until: float) -> None:
+        key = self._key(subject)
+        self._refused[key] = until
+        self._refused.move_to_end(key)
+        while len(self._refused) > self.remembered:
+            self._refused.popitem(last=False)
+
+    def verified(self, user: str, address: str, credential: bytes) -> None:
+        """The password was right: not a failure, and the user's failures here end."""
+        user_subject, address_subject = self.subjects(user, address)
+        self._misses.pop(self._key(user_subject), None)
+        self._misses.get(self._key(address_subject), {}).pop(credential, None)
+
+    async def attempt(self, attempts: LoginAttempts, user: str, address: str) -> LoginAttempt:
+        """Count an attempt in storage, then check the limits there; Throttled (and the
+        attempt removed) when it is over one. Call ``succeeded()`` on the result when
+        the password is right; a failed attempt just stays counted."""
+        subjects = self.subjects(user, address)
+        records = await asyncio.gather(*(attempts.add(s, self.window) for s in subjects))
+        counted = await asyncio.gather(
+            *(
+                attempts.recent(s, self.window, limit + 1)
+                for s, limit in zip(subjects, self.limits, strict=True)
+            )
+        )
+        for subject, found, mine, limit, why in zip(
+            subjects, counted, records, self.limits, _WHY, strict=True
+        ):
+            if len(found) > limit:
+                await attempts.discard(*records)
+                others = [r for r in found if r.path != mine.path]
+                until = others[max(0, len(others) - limit)].at + self.window
+                now = self.clock()
+                self._remember_refusal(subject, min(until, now + self.REFUSED_FOR))
+                raise Throttled(until - now, why)
+        user_failed_before = any(r.path != records[0].path for r in counted[0])
+        return LoginAttempt(attempts, tuple(records), subjects[0], self.window, user_failed_before)
+
+
+_WHY = ("too many failed attempts for this user", "too many failed attempts from this address")

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from registry import errors
 from registry.auth.access import ResourceScope, ScopeError, grant_scopes, parse_scope
-from registry.auth.authorizer import Authorizer
+from registry.auth.authorizer import Authorizer, log_refusal
 from registry.auth.identities import User, credential_fingerprint
 from registry.auth.tokens import IssuedToken, TokenError, TokenIssuer, TokenVerifier
 from registry.errors import RegistryError
@@ -76,20 +76,19 @@ class TokenService:
     def refresh_token(self, user: User) -> str:
         return self.issuer.issue_refresh(user.name, credential_fingerprint(user))
 
-    def user_from_refresh(self, token: str, request: Request) -> User:
+    def user_from_refresh(
+        self, token: str, request: Request, asked: list[ResourceScope] | None = None
+    ) -> User:
         """The user a refresh token was issued to, if it is still valid for them."""
+        subject: str | None = None
         try:
             subject, credential = self.refresh_verifier.verify_refresh(token)
         except TokenError as exc:
-            reason = str(exc)
+            reason = f"invalid refresh token: {exc}"
         else:
             user = self.authorizer.directory.get(subject)
             if user is not None and hmac.compare_digest(credential, credential_fingerprint(user)):
                 return user
-            reason = "user removed or password changed since the refresh token was issued"
-        log.warning(
-            "refused a refresh token from %s: %s",
-            request.client.host if request.client else "-",
-            reason,
-        )
+            reason = "refresh token of a removed user or from before a password change"
+        log_refusal(request, 401, subject, reason, asked or ())
         raise RegistryError(errors.UNAUTHORIZED, "invalid refresh token")

@@ -485,11 +485,12 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("token too long")
         try:
+            # PyJWT refuses a non-string kid and any crit header with InvalidTokenError.
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
+        except jwt.PyJWTError as exc:
             raise TokenError("malformed token") from exc
         alg = header.get("alg")
-        if alg not in self.algorithms:
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise TokenError(f"algorithm {str(alg)[:20]!r} is not accepted")
         candidates = [k for k in self.keys.candidates(header) if k.algorithm == alg]
         if not candidates:
@@ -529,8 +530,12 @@ class TokenVerifier:
         subject = claims.get("sub", "")
         if not isinstance(subject, str):
             raise TokenError("malformed sub claim")
+        jti = claims.get("jti")
         return AccessClaims(
-            subject, claims["iss"], parse_access_claim(claims.get("access")), claims.get("jti")
+            subject,
+            claims["iss"],
+            parse_access_claim(claims.get("access")),
+            jti if isinstance(jti, str) else None,
         )
 
     def verify_refresh(self, token: str) -> tuple[str, str]:

@@ -19,7 +19,9 @@ router = APIRouter()
 PAGE = 1000  # descriptors per response
 
 
-@router.get("/v2/{name:path}/referrers/{digest}")
+# ``{digest:path}``: a digest with a slash in it (``sha256:..%2ftmp``) must reach
+# parse_digest and get DIGEST_INVALID, not fall through to a 404.
+@router.get("/v2/{name:path}/referrers/{digest:path}")
 async def list_referrers(request: Request, name: str, digest: str) -> Response:
     name, subject = repository(name), parse_digest(digest)
     index = store_of(request).referrers

@@ -68,7 +68,7 @@ async def get_token(request: Request) -> Response:
         account = params.get("account")
         if account and account != credentials[0]:
             raise bad_request("account does not match the credentials")
-        user = await _authorizer(request).login(*credentials, request)
+        user = await _authorizer(request).login(*credentials, request, scopes)
     offline = params.get("offline_token", "").lower() == "true"
     grant = service.grant(user, scopes, request)
     refresh = service.refresh_token(user) if offline and user is not None else None
@@ -108,14 +108,14 @@ async def post_token(request: Request) -> Response:
         username, password = field("username"), field("password")
         if not username or password is None:
             raise bad_request("the password grant needs username and password")
-        user = await _authorizer(request).login(username, password, request)
+        user = await _authorizer(request).login(username, password, request, scopes)
         if field("access_type") == "offline":
             refresh = service.refresh_token(user)
     elif grant_type == "refresh_token":
         refresh = field("refresh_token")
         if not refresh:
             raise bad_request("the refresh_token grant needs refresh_token")
-        user = service.user_from_refresh(refresh, request)
+        user = service.user_from_refresh(refresh, request, scopes)
     else:
         raise bad_request(f"unsupported grant_type {str(grant_type)[:50]!r}")
     grant = service.grant(user, scopes, request)

@@ -23,6 +23,7 @@ from registry.store.claims import (
 )
 from registry.store.clock import CLOCK_RESOLUTION, SYSTEM_CLOCK, Clock, StorageClock
 from registry.store.lease import SETTLE, Lease, LeaseLostError, LeaseRecord
+from registry.store.login_attempts import LoginAttempts
 from registry.store.maintenance import MaintenanceFlag, ReadOnlyFlag
 from registry.store.manifests import ManifestStore, StoredManifest
 from registry.store.objects import (
@@ -68,6 +69,7 @@ class RegistryStore:
         )
         self.uploads = UploadStore(driver, self.blobs, self.claims, self.changes)
         self.readonly_flag = ReadOnlyFlag(driver)
+        self.login_attempts = LoginAttempts(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE

@@ -24,6 +24,8 @@
     leases/<name>                                         every other named lease (JSON)
     clocks/<name>                                         the clock probe of every other name
     maintenance/readonly                                  read-only maintenance flag (JSON)
+    login-attempts/<epoch>/<subject>/<ms>-<random>        one empty object per login attempt
+                                                          (store/login_attempts.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -64,6 +66,7 @@ DATA = "data"
 CLAIMED = "claimed"
 COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
 GC = "gc"
+LOGIN_ATTEMPTS = "login-attempts"
 LEASES = "leases"
 CLOCKS = "clocks"
 # Names of leases and clocks: one path component, as the features that hold them are named.
@@ -190,6 +193,11 @@ def catalog_marker(name: str) -> str:
 
 def readonly_flag() -> str:
     return "maintenance/readonly"
+
+
+def login_attempts(epoch: int, subject_key: str) -> str:
+    """The attempts of one subject (a hashed user name and address) in one epoch."""
+    return f"{LOGIN_ATTEMPTS}/{epoch}/{subject_key}"
 
 
 def check_lease_name(name: str) -> str:

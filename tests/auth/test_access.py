@@ -309,7 +309,7 @@ def test_table_entries_name_real_routes(tmp_path: Path) -> None:
         ("/v2/{name:path}/manifests/{reference}", "HEAD", {"pull"}),
         ("/v2/{name:path}/blobs/{digest}", "GET", {"pull"}),
         ("/v2/{name:path}/tags/list", "GET", {"pull"}),
-        ("/v2/{name:path}/referrers/{digest}", "GET", {"pull"}),
+        ("/v2/{name:path}/referrers/{digest:path}", "GET", {"pull"}),
         ("/v2/{name:path}/manifests/{reference}", "PUT", {"pull", "push"}),
         ("/v2/{name:path}/blobs/uploads/", "POST", {"pull", "push"}),
         ("/v2/{name:path}/blobs/uploads/{upload_id}", "PATCH", {"pull", "push"}),

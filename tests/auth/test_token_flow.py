@@ -509,7 +509,10 @@ def test_refusals_are_logged_without_secrets(
     http.post("/v2/team-a/app/blobs/uploads/", headers=bearer(token))
     http.get("/v2/team-a/app/tags/list", headers=bearer(token[:-4] + "AAAA"))
     log = token_server.log()
-    assert "(403): user 'bob' may not repository:team-a/app:pull,push" in log
+    assert (
+        "refused POST /v2/team-a/app/blobs/uploads/ from 127.0.0.1 (403): user 'bob': "
+        "the policy does not allow it; needed repository:team-a/app:pull,push"
+    ) in log
     assert "signature verification failed" in log
     assert token not in log and token.split(".")[2] not in log
 

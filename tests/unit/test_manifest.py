@@ -94,3 +94,19 @@ def test_garbage_bytes_are_manifest_invalid(body: bytes) -> None:
     with pytest.raises(RegistryError) as info:
         parse_manifest(body, OCI_MANIFEST)
     assert info.value.code.code == "MANIFEST_INVALID"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"annotations":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"annotations":' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b'{"schemaVersion":2,"layers":' + b'{"a":' * 2000 + b"1" + b"}" * 2000 + b"}",
+        b"[" * 100_000,
+    ],
+    ids=["1000-deep", "2000-deep", "2000-deep-objects", "100k-unclosed"],
+)
+def test_deeply_nested_json_is_manifest_invalid(body: bytes) -> None:
+    with pytest.raises(RegistryError) as exc:
+        parse_manifest(body, OCI_MANIFEST)
+    assert exc.value.code.code == "MANIFEST_INVALID"

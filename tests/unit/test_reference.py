@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from registry.errors import RegistryError
 from registry.reference import (
+    NAME_COMPONENT_MAX,
     ByteRange,
     is_valid_name,
     is_valid_tag,
@@ -24,7 +25,9 @@ from registry.reference import (
 SPEC_NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 SPEC_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 
-component = st.from_regex(r"\A[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*\Z", fullmatch=True)
+component = st.from_regex(r"\A[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*\Z", fullmatch=True).filter(
+    lambda c: len(c) <= NAME_COMPONENT_MAX
+)
 names = st.lists(component, min_size=1, max_size=4).map("/".join).filter(lambda n: len(n) <= 255)
 
 
@@ -43,6 +46,14 @@ def test_name_validity_matches_the_spec(name: str) -> None:
 )
 def test_traversal_and_junk_names_are_refused(name: str) -> None:
     assert not is_valid_name(name)
+
+
+def test_component_length_limit() -> None:
+    """Every component fits a file name with the one-character marker suffix (255 bytes)."""
+    assert NAME_COMPONENT_MAX == 254
+    assert is_valid_name("a" * 254) and is_valid_name("b/" + "a" * 253)
+    assert not is_valid_name("a" * 255)
+    assert not is_valid_name("a" * 256)
 
 
 @given(st.text(alphabet="aZ9_.-:/", max_size=140))

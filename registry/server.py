@@ -1,0 +1,344 @@
+"""The HTTP server: uvicorn (httptools) with the limits a registry on the open network
+needs, below the application: request line and header size, a deadline for a request's
+head, an idle limit while its body is read, and a connection cap (docs/operations.md).
+
+The limits live in a protocol subclass because the application never sees what they are
+about: a head that is too large or too slow is refused before any route exists, and
+bytes held by the HTTP parser are bounded only there. The subclass also recognises a TLS
+ClientHello on a plain-HTTP port (podman and skopeo try HTTPS first) and says what it
+means once, instead of uvicorn's "Invalid HTTP request received." on every call.
+
+The request body path is untouched: ``on_body`` and the flow control are uvicorn's, and
+``registry.app`` raises their high-water mark for fast pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httptools
+from uvicorn.config import Config as UvicornConfig
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from registry.config import Config
+from registry.request_log import uvicorn_log_config
+
+log = logging.getLogger("registry.http")
+
+# How long a refused connection may keep sending before it is closed: closing at once
+# with unread bytes would reset it, and the client would never read the refusal.
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_request_line: int  # bytes of the request target (414 above)
+    max_header_size: int  # bytes of all header fields of a request (431 above)
+    header_timeout: float  # seconds for a request's head to arrive, from its first byte
+    body_timeout: float  # longest silence while a request body is read
+
+    @classmethod
+    def of(cls, config: Config) -> HttpLimits:
+        http = config.http
+        return cls(
+            http.max_request_line, http.max_header_size, http.header_timeout, http.body_timeout
+        )
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _is_tls_client_hello(data: bytes) -> bool:
+    """A TLS handshake record (content type 22, version 3.x): an HTTPS client."""
+    return len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04
+
+
+class _TimedFlowControl(FlowControl):
+    """uvicorn's flow control, telling the protocol when reading resumes: while it was
+    paused the application, not the client, was the slow one."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: RegistryHttpProtocol) -> None:
+        super().__init__(transport)
+        self._protocol = protocol
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self._protocol.last_read = self._protocol.loop.time()
+        super().resume_reading()
+
+
+class RegistryHttpProtocol(HttpToolsProtocol):
+    tls_probe_seen = False  # per process: the first TLS probe is explained at INFO
+
+    def __init__(
+        self,
+        config: UvicornConfig,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self.last_read = 0.0
+        self._first_data = True
+        self._in_head = False  # the head of a request is being parsed
+        self._heads = 0  # heads begun on this connection
+        self._head_size = 0  # bytes of request target and header fields parsed so far
+        self._pending = 0  # bytes received for the current head
+        self._reading_body = False
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------- connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow = _TimedFlowControl(transport, self)
+        self._arm_head_timer()  # a connection that never sends a byte is dropped too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and drop
+        if self._first_data:
+            self._first_data = False
+            if self.scheme == "http" and _is_tls_client_hello(data):
+                self._tls_probe()
+                return
+        self._unset_keepalive_if_required()
+        self.last_read = self.loop.time()
+        was_in_head, heads = self._in_head, self._heads
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Refusal):
+                self._refuse(exc.__context__)
+                return
+            self._invalid_request()
+            return
+        except httptools.HttpParserError:
+            self._invalid_request()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head:
+            # httptools keeps the header being received until it is complete: count the
+            # bytes that arrive for a head, not only the fields it has delivered.
+            if was_in_head and heads == self._heads:
+                self._pending += len(data)
+            else:
+                self._pending = self._head_size
+            if self._pending > self.limits.max_header_size + self.limits.max_request_line:
+                self._refuse(self._too_large())
+                return
+        if self._head_timer is None and not self._request_active() and not self._reading_body:
+            self._arm_head_timer()  # between requests: the next head has a deadline too
+        if self._reading_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_check)
+
+    def _invalid_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    # --------------------------------------------------------------- parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._heads += 1
+        self._head_size = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > self.limits.max_request_line:
+            raise _Refusal(
+                414,
+                "URI Too Long",
+                f"the request target is longer than {self.limits.max_request_line} bytes",
+            )
+        super().on_url(url)
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.limits.max_header_size:
+            raise self._too_large()
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        self._reading_body = True  # until on_message_complete, which may follow at once
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    def _too_large(self) -> _Refusal:
+        return _Refusal(
+            431,
+            "Request Header Fields Too Large",
+            f"the request header fields are larger than {self.limits.max_header_size} bytes",
+        )
+
+    # ----------------------------------------------------------------------- timers
+
+    def _request_active(self) -> bool:
+        """A request's head is complete and its response is not."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._request_active():
+            return
+        if not self._in_head:  # idle between requests, or never sent a byte
+            log.debug("closed an idle connection from %s", self._peer())
+            self.transport.close()
+            return
+        log.info(
+            "closed a connection from %s: no complete request head within %gs",
+            self._peer(),
+            self.limits.header_timeout,
+        )
+        self._refuse(
+            _Refusal(408, "Request Timeout", "the request head did not arrive in time"),
+            quiet=True,
+        )
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if not self._reading_body or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        cycle = self.cycle
+        if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
+            # The application is not reading yet: the client is not the slow one.
+            self.last_read = now
+        idle = now - self.last_read
+        if idle < self.limits.body_timeout:
+            self._body_timer = self.loop.call_later(
+                self.limits.body_timeout - idle, self._body_check
+            )
+            return
+        log.info(
+            "closed a connection from %s: the request body stalled for %gs",
+            self._peer(),
+            self.limits.body_timeout,
+        )
+        self.transport.close()  # the application sees a disconnect
+
+    # --------------------------------------------------------------------- refusals
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "-"
+
+    def _refuse(self, refusal: _Refusal, quiet: bool = False) -> None:
+        """Answer and close, reading (and dropping) what the client still sends for a
+        moment, so that it gets to read the answer."""
+        if not quiet:
+            log.warning(
+                "refused a request from %s (%d): %s", self._peer(), refusal.status, refusal.message
+            )
+        self._refused = True
+        self._cancel_timers()
+        body = (refusal.message + "\n").encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (refusal.status, refusal.reason.encode(), len(body), body)
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _tls_probe(self) -> None:
+        """An HTTPS client on this plain-HTTP port: tell it so in plain HTTP (Go clients
+        then say "server gave HTTP response to HTTPS client") and close."""
+        cls = RegistryHttpProtocol
+        level = logging.DEBUG if cls.tls_probe_seen else logging.INFO
+        cls.tls_probe_seen = True
+        log.log(
+            level,
+            "a client at %s opened TLS (HTTPS) on this plain-HTTP port and was told so; "
+            "podman and skopeo try HTTPS first and fall back to HTTP for a registry they "
+            "are told is insecure, so this is expected with them (logged once at info; "
+            "serve TLS with http.tls_cert/tls_key to stop it)",
+            self._peer(),
+        )
+        self._refuse(
+            _Refusal(400, "Bad Request", "this port speaks plain HTTP, not HTTPS"), quiet=True
+        )
+
+
+def run(config: Config) -> None:
+    """Serve ``registry.app:app_from_environment`` as ``config.http`` says; every worker
+    process builds its application from the same environment."""
+    import uvicorn
+
+    http = config.http
+    limits = HttpLimits.of(config)
+    protocol = functools.partial(RegistryHttpProtocol, limits=limits)
+    uvicorn.run(
+        "registry.app:app_from_environment",
+        factory=True,
+        http=cast(Any, protocol),  # httptools: app.py tunes its flow control for pushes
+        ws="none",
+        loop="uvloop",
+        host=http.host,
+        port=http.port,
+        workers=http.workers,
+        ssl_certfile=http.tls_cert,
+        ssl_keyfile=http.tls_key,
+        proxy_headers=True,
+        forwarded_allow_ips=http.forwarded_allow_ips,
+        timeout_graceful_shutdown=math.ceil(http.graceful_timeout),
+        # uvicorn counts the connection asking too: one more, so that max_connections
+        # connections are served and the next one's requests get 503.
+        limit_concurrency=http.max_connections + 1,
+        access_log=False,
+        log_level=config.log.level,
+        log_config=uvicorn_log_config(config.log.level, config.log.format),
+        server_header=False,
+    )
