@@ -8,7 +8,8 @@ and reads the storage's time from a ``storage_clock`` of its own.
 
 from __future__ import annotations
 
-from registry.config import Config
+from typing import TYPE_CHECKING
+
 from registry.store import layout
 from registry.store.blobs import BlobFiles, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
@@ -42,6 +43,9 @@ from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
 from storage_backends import CheckedDriver, Driver, PathNotFoundError
 from storage_backends.checked import Observer
 from storage_backends.factory import open_driver
+
+if TYPE_CHECKING:
+    from registry.config import Config
 
 
 class RegistryStore:

@@ -3,7 +3,6 @@ leaves nothing in storage."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import httpx
@@ -11,24 +10,12 @@ import pytest
 
 from registry.reference import NAME_COMPONENT_MAX
 from tests.images import OCI_MANIFEST, image, push_image, sha256
-from tests.server import RegistryServer
+from tests.targets import RegistryTarget
 
 
 def error_code(r: httpx.Response) -> str:
     code: str = r.json()["errors"][0]["code"]
     return code
-
-
-def raw_get(server: RegistryServer, path: str) -> tuple[int, bytes]:
-    """A GET with the path exactly as given (no client-side normalisation)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {server.host}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1]), data
 
 
 # ----------------------------------------------------------------- deeply nested JSON
@@ -64,12 +51,12 @@ def test_longest_component_is_stored_and_served(client: httpx.Client) -> None:
     assert name in catalog
 
 
-def test_longer_component_is_name_invalid(registry: RegistryServer) -> None:
+def test_longer_component_is_name_invalid(api_target: RegistryTarget) -> None:
     """255 characters fit the name limit but not a file name beside a marker: refused
     up front on every driver, never a 500 from the filesystem."""
     name = long_name(NAME_COMPONENT_MAX + 1)
     blob = b"x" * 16
-    with registry.client() as client:
+    with api_target.client() as client:
         for r in (
             client.post(f"/v2/{name}/blobs/uploads/"),
             client.post(
@@ -85,8 +72,7 @@ def test_longer_component_is_name_invalid(registry: RegistryServer) -> None:
         ):
             assert r.status_code == 400, (r.request.method, r.request.url, r.text)
             assert error_code(r) == "NAME_INVALID"
-    if registry.data_dir.exists():
-        assert [p for p in registry.data_dir.rglob("*") if name in p.as_posix()] == []
+    assert [p for p in api_target.stored_files() if name in p] == []
 
 
 # ------------------------------------------------------------- referrers with bad digests
@@ -104,9 +90,9 @@ def test_longer_component_is_name_invalid(registry: RegistryServer) -> None:
     ],
 )
 def test_referrers_with_an_invalid_digest_is_digest_invalid(
-    registry: RegistryServer, digest: str
+    api_target: RegistryTarget, digest: str
 ) -> None:
     name = f"t{uuid.uuid4().hex[:8]}/app"
-    status, data = raw_get(registry, f"/v2/{name}/referrers/{digest}")
+    status, data = api_target.raw_request("GET", f"/v2/{name}/referrers/{digest}")
     assert status == 400, data[-300:]
     assert b"DIGEST_INVALID" in data
