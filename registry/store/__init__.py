@@ -40,6 +40,7 @@ from registry.store.objects import (
 from registry.store.referrers import ReferrersIndex
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
+from registry.store.usage import RepositoryUsage, UsageSnapshot, UsageSnapshots
 from storage_backends import CheckedDriver, Driver, PathNotFoundError
 from storage_backends.checked import Observer
 from storage_backends.factory import open_driver
@@ -74,6 +75,7 @@ class RegistryStore:
         self.uploads = UploadStore(driver, self.blobs, self.claims, self.changes)
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
+        self.usage = UsageSnapshots(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -157,6 +159,7 @@ __all__ = [
     "ReferrerEntry",
     "ReferrersIndex",
     "RegistryStore",
+    "RepositoryUsage",
     "Revision",
     "StorageClock",
     "StoredManifest",
@@ -166,6 +169,8 @@ __all__ = [
     "UploadOffsetError",
     "UploadState",
     "UploadStore",
+    "UsageSnapshot",
+    "UsageSnapshots",
     "open_store",
     "reference_budget",
 ]

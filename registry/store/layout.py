@@ -24,6 +24,7 @@
     leases/<name>                                         every other named lease (JSON)
     clocks/<name>                                         the clock probe of every other name
     maintenance/readonly                                  read-only maintenance flag (JSON)
+    gc/usage                                              what the last collection counted (JSON)
     login-attempts/<epoch>/<subject>/<ms>-<random>        one empty object per login attempt
                                                           (store/login_attempts.py)
 
@@ -193,6 +194,11 @@ def catalog_marker(name: str) -> str:
 
 def readonly_flag() -> str:
     return "maintenance/readonly"
+
+
+def usage_snapshot() -> str:
+    """What the collector's last mark counted (store/usage.py)."""
+    return f"{GC}/usage"
 
 
 def login_attempts(epoch: int, subject_key: str) -> str:
