@@ -1,0 +1,99 @@
+"""Shared helpers of the governance tests: registries with a policy, content pushed in
+the ways clients push it, and the usage a registry reports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from registry.config import GcConfig
+from registry.gc import Collector
+from registry.policy import Governance
+from registry.store import RegistryStore
+from tests.asgi_registry import InProcessRegistry
+
+NO_GC = {"enabled": False}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def policy_config(policy: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"gc": NO_GC, "policy": policy, **extra}
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def random_blob(size: int) -> bytes:
+    return os.urandom(size)
+
+
+def store_of(registry: InProcessRegistry) -> RegistryStore:
+    store: RegistryStore = registry.app.state.store
+    return store
+
+
+def governance_of(registry: InProcessRegistry) -> Governance:
+    governance: Governance = registry.app.state.policy
+    return governance
+
+
+def namespace(client: httpx.Client, name: str) -> dict[str, Any]:
+    """The /api/usage row of quota ``name``."""
+    rows = client.get("/api/usage").json()["namespaces"]
+    found = [r for r in rows if r["name"] == name]
+    assert found, rows
+    row: dict[str, Any] = found[0]
+    return row
+
+
+def collect(registry: InProcessRegistry, **gc: Any) -> None:
+    """One collection over the registry's store (with its listeners)."""
+    config = GcConfig.model_validate({"grace_period": 0, **gc})
+    collector = Collector(store_of(registry), config, upload_expiry=3600)
+    registry.run(collector.run())
+
+
+def upload_session(client: httpx.Client, name: str) -> str:
+    r = client.post(f"/v2/{name}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    return str(r.headers["Location"])
+
+
+class CountingBody:
+    """A request body of ``size`` bytes in ``piece`` pieces, counting what was taken."""
+
+    def __init__(self, data: bytes, piece: int = 64 * 1024) -> None:
+        self.data = data
+        self.piece = piece
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.data), self.piece):
+            chunk = self.data[start : start + self.piece]
+            self.taken += len(chunk)
+            yield chunk
+
+
+def stored_upload_bytes(registry: InProcessRegistry) -> int:
+    """Bytes held by upload sessions (closed writers' data included)."""
+    from storage_backends.memory import MemoryDriver
+
+    driver = registry.driver
+    assert isinstance(driver, MemoryDriver)
+    store = driver.store
+    total = sum(len(d) for p, d in store.unfinished.items() if "/_uploads/" in p)
+    total += sum(len(f.data) for p, f in store.files.items() if p.endswith("/data") and "/_uploads/" in p)
+    return total
+
+
+Factory = Callable[..., InProcessRegistry]
