@@ -18,8 +18,7 @@ every ``policy.quota.compact_interval``:
    first collection that runs while the namespace is quiet. A namespace changed during
    the run is left alone: the collector and the journal would disagree about pushes it
    may or may not have seen;
-5. forget pending blobs older than ``pending_window``, stale reservations, old tag
-   intents; and set the quota gauges.
+5. forget stale reservations and old tag intents; and set the quota gauges.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from registry.store import (
     Checkpoint,
     JournalEntry,
     LeaseLostError,
+    Link,
     RegistryStore,
     Reservation,
     UsageOp,
@@ -129,8 +129,6 @@ class Compactor:
             ledger.apply(entry.ops, entry.written_at)
         report.folded = len(ripe)
         report.fixed = await self._verify(ledger, ripe)
-        pending_before = len(ledger.new)
-        ledger.prune(now, self.rules.settings.pending_window)
         latest = max([ledger.last_change, *(e.written_at for e in listing.entries)], default=0.0)
         report.corrected = await self._correct(quota, ledger, latest, now)
         changed = (
@@ -138,7 +136,6 @@ class Compactor:
             or ripe
             or report.fixed
             or report.corrected is not None
-            or len(ledger.new) != pending_before
         )
         stale = self._stale_reservations(listing.reservations, now)
         if changed:
@@ -178,8 +175,9 @@ class Compactor:
                     ledger.apply([op], 0.0)
             for digest in sorted(await store.blobs.links(repo)):
                 info = await store.stat(BlobData(digest))
-                if info is not None:
-                    ledger.add_link(str(digest), repo, info.size)
+                linked_at = await store.modified(Link(repo, digest))
+                if info is not None and linked_at is not None:
+                    ledger.add_link(str(digest), repo, info.size, linked_at)
         ledger.repo_last_change.clear()
         return ledger
 
@@ -235,8 +233,9 @@ class Compactor:
                     fixed += 1
                 elif kind == "B" and linked:
                     info = await store.stat(BlobData(digest))
-                    if info is not None:
-                        ledger.add_link(ref, repo, info.size)
+                    linked_at = await store.modified(Link(repo, digest))
+                    if info is not None and linked_at is not None:
+                        ledger.add_link(ref, repo, info.size, linked_at)
                         fixed += 1
         return fixed
 

@@ -8,19 +8,24 @@ reasons that hold it (a *holder* is a fact about one repository):
   references (config, layers); index children are manifests of their own. A manifest
   DELETE or the collector's removal of the revision drops its holds at once: usage is
   right straight after a delete. This is what the collector's mark counts per group.
-* **pending** -- a blob pushed or mounted into ``r`` that no manifest of ``r`` uses
-  yet: a push in progress. It counts against the quota for ``pending_window`` after the
-  push (so that blobs cannot be pushed without limit ahead of a manifest), never as
+* **pending** -- a blob linked into ``r`` (pushed or mounted) within the last
+  ``pending_window`` that no manifest uses: a push in progress. It counts against the
+  quota (so that blobs cannot be pushed without limit ahead of a manifest), never as
   usage; a push that has not sent its manifest by then has failed, and its blobs stop
-  counting.
+  counting. Pushing or mounting the blob again starts the window again.
 * **releasable** ("freed after GC") -- a blob still linked into ``r`` that nothing above
   holds any more (its manifest was deleted, or its push failed). The storage keeps it
   until the collector sweeps the link, and frees its bytes then if no other repository
   holds it.
 
+Each of these is what storage shows -- revisions and what they reference, links and
+when they were written -- so a count from storage alone gives the same figures.
+
 Ops (store/usage_log.py) are facts about one repository and are applied as set
-operations -- adding a holder twice or dropping a missing one changes nothing -- so
-entries that two processes write at once never lose or double an update.
+operations -- adding a holder twice or dropping a missing one changes nothing, a link's
+time only moves forward -- so entries that two processes write at once never lose or
+double an update, and their order matters only between an add and a drop of the same
+manifest or link in one repository.
 
 Sizes are the stored sizes of pushed blobs; a size only a manifest's descriptor gives
 (a blob linked before the ledger existed) counts until the stored one is known.
@@ -51,8 +56,7 @@ class Ledger:
     declared: set[str] = field(default_factory=set)  # sizes only a descriptor gave
     refs: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # d -> r -> manifests
     vias: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (r, m) -> digests
-    new: dict[str, dict[str, float]] = field(default_factory=dict)  # d -> r -> pushed at
-    links: dict[str, set[str]] = field(default_factory=dict)  # d -> repositories
+    links: dict[str, dict[str, float]] = field(default_factory=dict)  # d -> r -> linked at
     # The collector's correction (quotas.py: from a quiet run's count), whole and per repo.
     offset: int = 0
     repo_offsets: dict[str, int] = field(default_factory=dict)
@@ -78,10 +82,7 @@ class Ledger:
         self.last_change = max(self.last_change, at)
         self.repo_last_change[repo] = max(self.repo_last_change.get(repo, 0.0), at)
         if kind == "b":
-            digest = str(op[2])
-            self._size(digest, int(op[3]), actual=True)
-            self.new.setdefault(digest, {})[repo] = at
-            self.links.setdefault(digest, set()).add(repo)
+            self.add_link(str(op[2]), repo, int(op[3]), at)
         elif kind == "B":
             self.drop_link(str(op[2]), repo)
         elif kind == "m":
@@ -91,7 +92,6 @@ class Ledger:
             for digest, size in op[4]:
                 self._size(str(digest), int(size), actual=False)
                 self._hold(str(digest), repo, manifest)
-                self._drop(self.new, str(digest), repo)  # no longer pending: used
         elif kind == "M":
             self.release(repo, str(op[2]))
 
@@ -111,24 +111,20 @@ class Ledger:
                 self.used_bytes -= self.sizes.get(digest, 0)
             self._forget(digest)
 
-    def drop_pending(self, digest: str, repo: str) -> None:
-        self._drop(self.new, digest, repo)
-        self._forget(digest)
-
     def drop_link(self, digest: str, repo: str) -> None:
         """The link is gone: neither pending nor releasable in ``repo``."""
-        self._drop(self.new, digest, repo)
         links = self.links.get(digest)
         if links is not None:
-            links.discard(repo)
+            links.pop(repo, None)
             if not links:
                 del self.links[digest]
         self._forget(digest)
 
-    def add_link(self, digest: str, repo: str, size: int) -> None:
-        """A link found in storage that no op told of (releasable unless held)."""
+    def add_link(self, digest: str, repo: str, size: int, at: float) -> None:
+        """``digest`` (of ``size`` stored bytes) linked into ``repo`` at ``at``."""
         self._size(digest, size, actual=True)
-        self.links.setdefault(digest, set()).add(repo)
+        links = self.links.setdefault(digest, {})
+        links[repo] = max(links.get(repo, at), at)
 
     def _hold(self, digest: str, repo: str, manifest: str) -> None:
         by_repo = self.refs.setdefault(digest, {})
@@ -167,25 +163,10 @@ class Ledger:
             for repo in by_repo:
                 self._add_used(repo, delta)
 
-    @staticmethod
-    def _drop(table: dict[str, dict[str, float]], digest: str, repo: str) -> None:
-        holders = table.get(digest)
-        if holders is not None:
-            holders.pop(repo, None)
-            if not holders:
-                del table[digest]
-
     def _forget(self, digest: str) -> None:
-        if digest not in self.refs and digest not in self.new and digest not in self.links:
+        if digest not in self.refs and digest not in self.links:
             self.sizes.pop(digest, None)
             self.declared.discard(digest)
-
-    def prune(self, now: float, window: float) -> None:
-        """Forget pending holds older than the window (failed pushes: only their links
-        remain, releasable)."""
-        for digest in [d for d, h in self.new.items() if max(h.values()) <= now - window]:
-            del self.new[digest]
-            self._forget(digest)
 
     # ------------------------------------------------------------------ figures
 
@@ -206,8 +187,8 @@ class Ledger:
     def is_pending(self, digest: str, now: float, window: float, repo: str | None = None) -> bool:
         if self.holds(digest, repo):
             return False
-        pushed = self.new.get(digest, {})
-        times = pushed.values() if repo is None else [pushed[repo]] if repo in pushed else []
+        linked = self.links.get(digest, {})
+        times = linked.values() if repo is None else [linked[repo]] if repo in linked else []
         return any(t > now - window for t in times)
 
     def counted(self, digest: str, now: float, window: float, repo: str | None = None) -> bool:
@@ -216,7 +197,7 @@ class Ledger:
 
     def pending(self, now: float, window: float, repo: str | None = None) -> int:
         return sum(
-            self.sizes.get(d, 0) for d in self.new if self.is_pending(d, now, window, repo)
+            self.sizes.get(d, 0) for d in self.links if self.is_pending(d, now, window, repo)
         )
 
     def releasable(self, now: float, window: float, repo: str | None = None) -> int:
@@ -233,7 +214,6 @@ class Ledger:
         return {
             *self.repo_used,
             *(r for r, _ in self.vias),
-            *(r for holders in self.new.values() for r in holders),
             *(r for repos in self.links.values() for r in repos),
         }
 
@@ -272,8 +252,7 @@ class Ledger:
             "sizes": self.sizes,
             "declared": sorted(self.declared),
             "vias": [[r, m, sorted(ds)] for (r, m), ds in sorted(self.vias.items())],
-            "new": self.new,
-            "links": {d: sorted(rs) for d, rs in self.links.items()},
+            "links": self.links,
             "offset": self.offset,
             "repo_offsets": self.repo_offsets,
             "snapshot_seen": self.snapshot_seen,
@@ -286,11 +265,10 @@ class Ledger:
         ledger = cls(
             sizes={str(d): int(s) for d, s in state.get("sizes", {}).items()},
             declared={str(d) for d in state.get("declared", ())},
-            new={
+            links={
                 str(d): {str(r): float(t) for r, t in rs.items()}
-                for d, rs in state.get("new", {}).items()
+                for d, rs in state.get("links", {}).items()
             },
-            links={str(d): {str(r) for r in rs} for d, rs in state.get("links", {}).items()},
             offset=int(state.get("offset", 0)),
             repo_offsets={str(r): int(v) for r, v in state.get("repo_offsets", {}).items()},
             snapshot_seen=float(state.get("snapshot_seen", 0.0)),

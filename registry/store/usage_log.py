@@ -115,6 +115,14 @@ class UsageLog:
     def __init__(self, driver: Driver, clock: Clock) -> None:
         self._driver = driver
         self._clock = clock
+        self._last_entry = 0.0
+
+    def _entry_time(self) -> float:
+        """The clock, but never the same millisecond twice and never backwards in this
+        process: its entries sort in the order it wrote them."""
+        now = max(self._clock.time(), self._last_entry + 0.001)
+        self._last_entry = now
+        return now
 
     async def listing(self, ledger: str) -> Listing:
         listing = Listing()
@@ -129,7 +137,7 @@ class UsageLog:
 
     async def append(self, ledger: str, ops: Sequence[UsageOp]) -> JournalEntry:
         """Write one entry; it is visible to every reader once this returns."""
-        now = self._clock.time()
+        now = self._entry_time()
         key = f"{ENTRY}-{_stamp(now)}-{secrets.token_hex(6)}"
         body = json.dumps({"ops": list(ops)}, separators=(",", ":")).encode()
         await self._driver.put(layout.usage_record(ledger, key), body)
