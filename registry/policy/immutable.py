@@ -27,7 +27,9 @@ intent (store/tag_intents.py) and lists the others before its tag is written, so
 least one sees the other and is refused; the tag is then written by at most one of
 them. The guarantee: a client answered 201 for ``tag -> D`` finds the tag naming D
 for as long as the rule covers it -- assuming the push writes its tag within the
-intent window (5 minutes; it writes within seconds of the check).
+intent window (a minute; it writes within seconds of the check). A push that loses the
+race withdraws its intent; one refused later (by a quota) or killed holds up other
+digests for that tag for up to the minute.
 """
 
 from __future__ import annotations
@@ -173,8 +175,9 @@ class ImmutableTagGuard:
     async def _create(self, repo: str, tag: str, digest: Digest, rule: ImmutableRule) -> None:
         """The tag is new: declare the intent, then make sure no racing push declared
         another digest and none wrote the tag meanwhile."""
-        racing = await self._intents.declare(repo, tag, digest)
+        record, racing = await self._intents.declare(repo, tag, digest)
         if racing:
+            await self._intents.withdraw(repo, tag, record)
             metrics.IMMUTABLE_REFUSALS.labels(rule.name).inc()
             raise RegistryError(
                 errors.DENIED,
@@ -185,4 +188,5 @@ class ImmutableTagGuard:
             )
         now = await self._tags.read(repo, tag)
         if now is not None and now != digest:
+            await self._intents.withdraw(repo, tag, record)
             raise _denied(f"cannot move it from {now} to {digest}", repo, tag, rule)

@@ -9,7 +9,8 @@ The driver has no create-if-absent, and none is needed: a push writes its intent
 *before* it lists the intents of the tag (as login attempts do, store/login_attempts.py).
 Of two pushes racing, each writes then lists, so at least one of them lists after the
 other's write and sees it. An intent counts for ``window`` seconds: the push that wrote
-it writes its tag well within that, or has failed.
+it writes its tag within that (within seconds: the PUT's last few writes), or has
+failed; a push that is refused withdraws its intent at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from registry.store.clock import Clock
 from storage_backends import Driver
 
 _MS_DIGITS = 15  # zero-padded milliseconds since the epoch: names sort by time
-DEFAULT_WINDOW = 300.0
+DEFAULT_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,24 @@ class TagIntents:
         self._clock = clock
         self.window = window
 
-    async def declare(self, name: str, tag: str, digest: Digest) -> list[TagIntent]:
-        """Write this push's intent to point ``name:tag`` at ``digest``, then return the
-        intents of other digests written within the window (a racing push)."""
+    async def declare(self, name: str, tag: str, digest: Digest) -> tuple[str, list[TagIntent]]:
+        """Write this push's intent to point ``name:tag`` at ``digest``, then list: its
+        record (to ``withdraw`` it) and the intents of other digests written within the
+        window (a racing push)."""
         now = self._clock.time()
-        await self._driver.put(layout.tag_intent(name, tag, _record(now, digest)), b"")
+        record = _record(now, digest)
+        await self._driver.put(layout.tag_intent(name, tag, record), b"")
         found = [_parse(r) for r in await self._driver.list(layout.tag_intents(name, tag))]
-        return [
+        racing = [
             i
             for i in found
             if i is not None and i.digest != digest and i.written_at > now - self.window
         ]
+        return record, racing
+
+    async def withdraw(self, name: str, tag: str, record: str) -> None:
+        """The push will not write the tag (refused): its intent must not hold up others."""
+        await self._driver.delete(layout.tag_intent(name, tag, record))
 
     async def purge(self) -> int:
         """Delete the intents older than twice the window; returns how many."""

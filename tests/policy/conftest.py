@@ -92,8 +92,8 @@ def stored_upload_bytes(registry: InProcessRegistry) -> int:
     assert isinstance(driver, MemoryDriver)
     store = driver.store
     total = sum(len(d) for p, d in store.unfinished.items() if "/_uploads/" in p)
-    total += sum(len(f.data) for p, f in store.files.items() if p.endswith("/data") and "/_uploads/" in p)
-    return total
+    committed = [f for p, f in store.files.items() if "/_uploads/" in p and p.endswith("/data")]
+    return total + sum(len(f.data) for f in committed)
 
 
 Factory = Callable[..., InProcessRegistry]
