@@ -42,9 +42,8 @@ def registry(make_registry: Factory) -> InProcessRegistry:
 
 
 def put_manifest(client: httpx.Client, name: str, img: Image, ref: str) -> httpx.Response:
-    return client.put(
-        f"/v2/{name}/manifests/{ref}", content=img.manifest, headers={"Content-Type": img.media_type}
-    )
+    headers = {"Content-Type": img.media_type}
+    return client.put(f"/v2/{name}/manifests/{ref}", content=img.manifest, headers=headers)
 
 
 def refusal(response: httpx.Response) -> dict[str, Any]:
