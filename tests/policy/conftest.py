@@ -3,18 +3,21 @@ the ways clients push it, and the usage a registry reports."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from registry.config import GcConfig
+from registry.config import Config, GcConfig
 from registry.gc import Collector
-from registry.policy import Governance
-from registry.store import RegistryStore
+from registry.policy import Governance, install
+from registry.reference import parse_digest
+from registry.store import RegistryStore, open_store
+from storage_backends.memory import MemoryDriver, MemoryStore
 from tests.asgi_registry import InProcessRegistry
 
 NO_GC = {"enabled": False}
@@ -97,3 +100,46 @@ def stored_upload_bytes(registry: InProcessRegistry) -> int:
 
 
 Factory = Callable[..., InProcessRegistry]
+
+
+class ManualClock:
+    """Time that moves when the test says (sleeps move it, as a lease's settle)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class Stores:
+    """Stores over one memory "bucket" with a clock the test moves, each with the
+    policy's listeners: several of them are several processes."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.clock = ManualClock()
+        self.shared = MemoryStore()
+        self.config = Config.model_validate(config)
+
+    def open(self) -> tuple[RegistryStore, Governance]:
+        driver = MemoryDriver(self.shared, clock=self.clock.time)
+        store = open_store(self.config, driver=driver, clock=self.clock)
+        return store, install(store, self.config.policy)
+
+
+async def one_piece(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def upload(store: RegistryStore, repo: str, data: bytes) -> None:
+    """A blob pushed through the store (as replication or a test would)."""
+    state = await store.uploads.create(repo)
+    await store.uploads.append(repo, state, one_piece(data))
+    await store.uploads.commit(repo, state, parse_digest(digest_of(data)))

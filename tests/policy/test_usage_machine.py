@@ -33,6 +33,7 @@ from registry.policy.book import UsageBook
 from registry.reference import Digest, parse_digest
 from registry.store import BlobData, RegistryStore, open_store
 from storage_backends.memory import MemoryDriver, MemoryStore
+from tests.policy.conftest import ManualClock
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 QUOTA = "team"
@@ -46,23 +47,6 @@ CONFIG: dict[str, Any] = {
         "quota": {"pending_window": WINDOW, "session_idle": 1000},
     },
 }
-
-
-class ManualClock:
-    """Time that moves when the test says (sleeps move it, as a collector's settle)."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 async def _body(data: bytes) -> AsyncIterator[bytes]:
