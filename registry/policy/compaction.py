@@ -130,12 +130,14 @@ class Compactor:
         report.folded = len(ripe)
         report.fixed = await self._verify(ledger, ripe)
         latest = max([ledger.last_change, *(e.written_at for e in listing.entries)], default=0.0)
+        seen = ledger.snapshot_seen
         report.corrected = await self._correct(quota, ledger, latest, now)
         changed = (
             report.counted
             or ripe
             or report.fixed
             or report.corrected is not None
+            or ledger.snapshot_seen != seen
         )
         stale = self._stale_reservations(listing.reservations, now)
         if changed:
