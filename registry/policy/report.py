@@ -191,16 +191,16 @@ def render(report: UsageReport) -> str:
     if report.namespaces:
         lines.append(
             f"{'NAMESPACE':<24} {'USED':>10} {'PENDING':>10} {'IN FLIGHT':>10} "
-            f"{'LIMIT':>10} {'USE':>6} {'AFTER GC':>10} {'MANIFESTS':>9}"
+            f"{'LIMIT':>13} {'USE':>6} {'RELEASABLE':>10} {'MANIFESTS':>9}"
         )
         for n in report.namespaces:
             use = "-" if n.percent is None else f"{n.percent:.1f}%"
             each = " each" if n.per_repository else ""
             lines.append(
                 f"{n.name:<24} {human(n.used_bytes):>10} {human(n.pending_bytes):>10} "
-                f"{human(n.in_flight_bytes):>10} {human(n.limit) + each:>10} {use:>6} "
-                f"{'-' + human(n.releasable_bytes):>10} {n.manifests:>9}"
-                + ("" if n.counted else "  (counting)")
+                f"{human(n.in_flight_bytes):>10} {human(n.limit) + each:>13} {use:>6} "
+                f"{human(n.releasable_bytes):>10} {n.manifests:>9}"
+                + ("" if n.counted else "  (first count from storage pending)")
             )
         lines.append("")
     lines.append(
@@ -222,6 +222,11 @@ def render(report: UsageReport) -> str:
     else:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(collected))
         lines.append(f"\nlive: quota figures; 'ONLY HERE', tags and others: collection of {when}")
+    if report.namespaces:
+        lines.append(
+            "USED: held by manifests; PENDING: pushed, no manifest yet; both count against "
+            "LIMIT. RELEASABLE: released by deletes, freed by the next collection."
+        )
     if report.total_bytes is not None:
         lines.append(
             f"stored {human(report.total_bytes)}; the next collection frees "
