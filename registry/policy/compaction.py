@@ -221,7 +221,7 @@ class Compactor:
             if what == "revision":
                 present = await store.manifests.has_revision(repo, digest)
                 if kind == "m" and not present:
-                    ledger.release(repo, ref)
+                    ledger.release(repo, ref, ledger.repo_last_change.get(repo, 0.0))
                     fixed += 1
                 elif kind == "M" and present:
                     again = await self._manifest_op(repo, ref)

@@ -9,21 +9,23 @@ reasons that hold it (a *holder* is a fact about one repository):
   DELETE or the collector's removal of the revision drops its holds at once: usage is
   right straight after a delete. This is what the collector's mark counts per group.
 * **pending** -- a blob linked into ``r`` (pushed or mounted) within the last
-  ``pending_window`` that no manifest uses: a push in progress. It counts against the
-  quota (so that blobs cannot be pushed without limit ahead of a manifest), never as
-  usage; a push that has not sent its manifest by then has failed, and its blobs stop
-  counting. Pushing or mounting the blob again starts the window again.
+  ``pending_window``, and since a manifest of ``r`` last started or stopped using it,
+  that no manifest uses: a push in progress. It counts against the quota (so that blobs
+  cannot be pushed without limit ahead of a manifest), never as usage; a push that has
+  not sent its manifest by then has failed, and its blobs stop counting. Pushing or
+  mounting the blob again starts the window again; deleting the manifest that used it
+  does not (the room comes back at once).
 * **releasable** ("freed after GC") -- a blob still linked into ``r`` that nothing above
   holds any more (its manifest was deleted, or its push failed). The storage keeps it
   until the collector sweeps the link, and frees its bytes then if no other repository
   holds it.
 
-Each of these is what storage shows -- revisions and what they reference, links and
-when they were written -- so a count from storage alone gives the same figures.
+Used bytes are what storage shows -- revisions and what they reference -- so a count
+from storage alone gives the same figure (the collector's mark makes it).
 
 Ops (store/usage_log.py) are facts about one repository and are applied as set
-operations -- adding a holder twice or dropping a missing one changes nothing, a link's
-time only moves forward -- so entries that two processes write at once never lose or
+operations -- adding a holder twice or dropping a missing one changes nothing, times
+only move forward -- so entries that two processes write at once never lose or
 double an update, and their order matters only between an add and a drop of the same
 manifest or link in one repository.
 
@@ -57,6 +59,8 @@ class Ledger:
     refs: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # d -> r -> manifests
     vias: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (r, m) -> digests
     links: dict[str, dict[str, float]] = field(default_factory=dict)  # d -> r -> linked at
+    # d -> r -> when a manifest of r last started or stopped using d
+    settled: dict[str, dict[str, float]] = field(default_factory=dict)
     # The collector's correction (quotas.py: from a quiet run's count), whole and per repo.
     offset: int = 0
     repo_offsets: dict[str, int] = field(default_factory=dict)
@@ -89,15 +93,18 @@ class Ledger:
             manifest = str(op[2])
             self._size(manifest, int(op[3]), actual=True)
             self._hold(manifest, repo, manifest)
+            self._settle(manifest, repo, at)
             for digest, size in op[4]:
                 self._size(str(digest), int(size), actual=False)
                 self._hold(str(digest), repo, manifest)
+                self._settle(str(digest), repo, at)
         elif kind == "M":
-            self.release(repo, str(op[2]))
+            self.release(repo, str(op[2]), at)
 
-    def release(self, repo: str, manifest: str) -> None:
-        """Drop what manifest ``manifest`` of ``repo`` holds."""
+    def release(self, repo: str, manifest: str, at: float) -> None:
+        """Drop what manifest ``manifest`` of ``repo`` holds (at ``at``)."""
         for digest in self.vias.pop((repo, manifest), set()):
+            self._settle(digest, repo, at)
             by_repo = self.refs.get(digest, {})
             manifests = by_repo.get(repo)
             if manifests is None:
@@ -113,12 +120,18 @@ class Ledger:
 
     def drop_link(self, digest: str, repo: str) -> None:
         """The link is gone: neither pending nor releasable in ``repo``."""
-        links = self.links.get(digest)
-        if links is not None:
-            links.pop(repo, None)
-            if not links:
-                del self.links[digest]
+        for table in (self.links, self.settled):
+            times = table.get(digest)
+            if times is not None:
+                times.pop(repo, None)
+                if not times:
+                    del table[digest]
         self._forget(digest)
+
+    def _settle(self, digest: str, repo: str, at: float) -> None:
+        if digest in self.links:  # only a linked blob can be pending
+            times = self.settled.setdefault(digest, {})
+            times[repo] = max(times.get(repo, at), at)
 
     def add_link(self, digest: str, repo: str, size: int, at: float) -> None:
         """``digest`` (of ``size`` stored bytes) linked into ``repo`` at ``at``."""
@@ -167,6 +180,7 @@ class Ledger:
         if digest not in self.refs and digest not in self.links:
             self.sizes.pop(digest, None)
             self.declared.discard(digest)
+            self.settled.pop(digest, None)
 
     # ------------------------------------------------------------------ figures
 
@@ -187,9 +201,12 @@ class Ledger:
     def is_pending(self, digest: str, now: float, window: float, repo: str | None = None) -> bool:
         if self.holds(digest, repo):
             return False
-        linked = self.links.get(digest, {})
-        times = linked.values() if repo is None else [linked[repo]] if repo in linked else []
-        return any(t > now - window for t in times)
+        settled = self.settled.get(digest, {})
+        return any(
+            at > now - window and at > settled.get(r, 0.0)
+            for r, at in self.links.get(digest, {}).items()
+            if repo is None or r == repo
+        )
 
     def counted(self, digest: str, now: float, window: float, repo: str | None = None) -> bool:
         """Whether ``digest`` counts against the quota now (used or pending)."""
@@ -253,6 +270,7 @@ class Ledger:
             "declared": sorted(self.declared),
             "vias": [[r, m, sorted(ds)] for (r, m), ds in sorted(self.vias.items())],
             "links": self.links,
+            "settled": self.settled,
             "offset": self.offset,
             "repo_offsets": self.repo_offsets,
             "snapshot_seen": self.snapshot_seen,
@@ -268,6 +286,10 @@ class Ledger:
             links={
                 str(d): {str(r): float(t) for r, t in rs.items()}
                 for d, rs in state.get("links", {}).items()
+            },
+            settled={
+                str(d): {str(r): float(t) for r, t in rs.items()}
+                for d, rs in state.get("settled", {}).items()
             },
             offset=int(state.get("offset", 0)),
             repo_offsets={str(r): int(v) for r, v in state.get("repo_offsets", {}).items()},

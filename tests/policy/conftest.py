@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -57,6 +58,28 @@ def namespace(client: httpx.Client, name: str) -> dict[str, Any]:
     assert found, rows
     row: dict[str, Any] = found[0]
     return row
+
+
+class StorageTime:
+    """The wall clock, moved forward by hand: a MemoryDriver stamping files with it
+    makes everything stored look older after ``age`` (the collector's grace period)."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+    def age(self, seconds: float = 7200.0) -> None:
+        self.shift += seconds
+
+
+def aged_registry(make: Callable[..., InProcessRegistry], config: dict[str, Any]) -> tuple[
+    InProcessRegistry, StorageTime
+]:
+    """A registry whose storage the test can make look older."""
+    clock = StorageTime()
+    return make(config, MemoryDriver(clock=clock)), clock
 
 
 def collect(registry: InProcessRegistry, **gc: Any) -> None:

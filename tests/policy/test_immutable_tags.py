@@ -21,7 +21,7 @@ from storage_backends import Driver
 from storage_backends.memory import MemoryDriver, MemoryStore
 from tests.asgi_registry import InProcessRegistry
 from tests.images import Image, image, push_image
-from tests.policy.conftest import Factory, collect, policy_config, store_of
+from tests.policy.conftest import Factory, aged_registry, collect, policy_config, store_of
 
 RULES = {
     "immutable_tags": [
@@ -187,11 +187,12 @@ def test_rules_by_pattern_with_exceptions(
 def test_retention_never_deletes_an_immutable_tag(make_registry: Factory) -> None:
     """keep_last 1 over v1, v2, dev-1, dev-2: the immutable v* stay and do not count
     towards keep_last (as protected tags); of the others only the newest stays."""
-    config = policy_config(RULES)
-    registry = make_registry(config)
+    registry, storage_time = aged_registry(make_registry, policy_config(RULES))
     client = registry.client()
     for tag in ("v1", "v2", "dev-1", "dev-2"):
         push_image(client, "prod/app", image(), tag)
+        storage_time.age(10)  # pushed one after the other
+    storage_time.age()
     collect(registry, retention=[{"repositories": ["prod/**"], "keep_last": 1}])
     assert client.get("/v2/prod/app/tags/list").json()["tags"] == ["dev-2", "v1", "v2"]
 

@@ -117,6 +117,8 @@ class UsageMachine(RuleBasedStateMachine):
         # its manifests with the digests each uses.
         self.links: dict[tuple[str, str], tuple[float, int]] = {}
         self.manifests: dict[str, dict[str, set[str]]] = {r: {} for r in INSIDE}
+        # (repository, digest) -> when a manifest there last started or stopped using it
+        self.settled: dict[tuple[str, str], float] = {}
         self.nonce = 0
 
     def _open(self) -> RegistryStore:
@@ -177,6 +179,11 @@ class UsageMachine(RuleBasedStateMachine):
         self.run(self.store.manifests.put(repo, tag or str(sha(body)), body, OCI_MANIFEST))
         uses = {str(sha(body)), str(sha(config)), *(str(sha(blob(i))) for i in layers)}
         self.manifests[repo][str(sha(body))] = uses
+        self.settle(repo, uses)
+
+    def settle(self, repo: str, digests: set[str]) -> None:
+        for digest in digests:
+            self.settled[(repo, digest)] = self.clock.now
 
     @precondition(lambda self: any(self.manifests.values()))
     @rule(data=st.data())
@@ -184,7 +191,7 @@ class UsageMachine(RuleBasedStateMachine):
         repo = data.draw(st.sampled_from([r for r in INSIDE if self.manifests[r]]))
         digest = data.draw(st.sampled_from(sorted(self.manifests[repo])))
         self.run(self.store.manifests.delete(repo, digest))
-        del self.manifests[repo][digest]
+        self.settle(repo, self.manifests[repo].pop(digest))
 
     @rule(repo=st.sampled_from(INSIDE), tag=st.sampled_from(["latest", "v1"]))
     def delete_tag(self, repo: str, tag: str) -> None:
@@ -212,9 +219,8 @@ class UsageMachine(RuleBasedStateMachine):
         # What the collector removed, the model forgets.
         for repo in INSIDE:
             revisions = {str(d) for d in self.run(self.store.manifests.revisions(repo))}
-            self.manifests[repo] = {
-                m: uses for m, uses in self.manifests[repo].items() if m in revisions
-            }
+            for gone in set(self.manifests[repo]) - revisions:
+                self.settle(repo, self.manifests[repo].pop(gone))
         for repo in [*INSIDE, OUTSIDE]:
             linked = {str(d) for d in self.run(self.store.blobs.links(repo))}
             for digest in self.linked(repo) - linked:
@@ -244,7 +250,10 @@ class UsageMachine(RuleBasedStateMachine):
         recent = {
             d: size
             for (r, d), (at, size) in self.links.items()
-            if r in INSIDE and at > view.now - WINDOW and d not in used
+            if r in INSIDE
+            and at > view.now - WINDOW
+            and at > self.settled.get((r, d), 0.0)
+            and d not in used
         }
         assert view.figures().pending == sum(recent.values())
         stale = {
