@@ -198,6 +198,16 @@ class QuotaGuard:
                 [r.key for r in listing.reservations if r.holder == key and r.key != mine.key],
             )
 
+    async def ensure_session(self, repo: str, upload_id: str, stored: int) -> None:
+        """Before a commit: the session's reservation must cover what it stores (it may
+        have gone stale while the client paused, or never have been made)."""
+        for quota in self._enforced(repo):
+            key = self._holder(quota, repo, upload_id)
+            view = await self.book.view(quota)
+            held = [r.amount for r in view.live_reservations(repo) if r.holder == key]
+            if max(held, default=-1) < stored:
+                await self._reserve(quota, repo, upload_id, stored, stored, "upload", stored)
+
     def limit(
         self,
         repo: str,

@@ -67,14 +67,19 @@ def _digest_param(request: Request) -> Digest:
     return parse_digest(raw)
 
 
-async def _append(store: RegistryStore, name: str, state: UploadState, request: Request) -> int:
+async def _append(
+    store: RegistryStore, name: str, state: UploadState, request: Request, *, last: bool = False
+) -> int:
     """Append the request body where its Content-Range says it starts; a chunk that does
-    not start where the session ends gets 416 with the session's progress."""
-    guard = quota_guard(request)
+    not start where the session ends gets 416 with the session's progress. ``last``: the
+    blob is committed next (its reservation ends there)."""
+    settled = False
     try:
-        return await store.uploads.append(
+        size = await store.uploads.append(
             name, state, _quota_limited(request, name, state), _chunk_start(request)
         )
+        settled = last
+        return size
     except UploadOffsetError as exc:
         raise RegistryError(
             errors.BLOB_UPLOAD_RANGE_INVALID,
@@ -82,8 +87,8 @@ async def _append(store: RegistryStore, name: str, state: UploadState, request: 
             headers=progress_headers(name, exc.upload_id, exc.size),
         ) from None
     finally:
-        if guard is not None:  # quota: the session holds what it stores now
-            await guard.settle_session(name, state.upload_id, state.offset)
+        if not settled:
+            await _quota_settle(request, name, state)
 
 
 # ---- Quota hook points (registry/policy/quotas.py): bytes are reserved before they are
@@ -100,16 +105,31 @@ def _quota_limited(request: Request, name: str, state: UploadState) -> AsyncIter
     return guard.limit(name, state.upload_id, request.stream(), state.offset, declared)
 
 
+async def _quota_settle(request: Request, name: str, state: UploadState) -> None:
+    """After a request of the session: it holds what it stores now."""
+    guard = quota_guard(request)
+    if guard is not None:
+        await guard.settle_session(name, state.upload_id, state.offset)
+
+
 async def _quota_commit(
-    request: Request, store: RegistryStore, name: str, state: UploadState, digest: Digest
+    request: Request,
+    store: RegistryStore,
+    name: str,
+    state: UploadState,
+    digest: Digest,
+    *,
+    reserved: bool,
 ) -> None:
-    """Commit with the session's reservation covering the blob, then end it."""
+    """Commit with the session's reservation covering the blob (``reserved``: this
+    request just made it), then end it."""
     guard = quota_guard(request)
     if guard is None:
         await _commit(store, name, state, digest)
         return
     try:
-        await guard.hold(name, state.upload_id, state.offset, "upload")
+        if not reserved:
+            await guard.ensure_session(name, state.upload_id, state.offset)
         with guard.covering(state.upload_id):
             await _commit(store, name, state, digest)
     finally:
@@ -166,8 +186,8 @@ async def start_upload(request: Request, name: str) -> Response:
         digest = _digest_param(request)
         state = await store.uploads.create(name)
         try:
-            await _append(store, name, state, request)
-            await _quota_commit(request, store, name, state, digest)
+            await _append(store, name, state, request, last=True)
+            await _quota_commit(request, store, name, state, digest, reserved=True)
         except BaseException:
             await store.uploads.cancel(name, state.upload_id)
             await _quota_end(request, name, state.upload_id)
@@ -194,9 +214,10 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     digest = _digest_param(request)
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
-    if _has_body(request):
-        await _append(store, name, state, request)
-    await _quota_commit(request, store, name, state, digest)
+    body = _has_body(request)
+    if body:
+        await _append(store, name, state, request, last=True)
+    await _quota_commit(request, store, name, state, digest, reserved=body)
     return _blob_created(name, digest)
 
 
