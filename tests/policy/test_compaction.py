@@ -5,12 +5,14 @@ an entry from a lagging clock folded in order."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from registry.policy import Governance
 from registry.policy.book import UsageBook
 from registry.policy.ledger import Figures
 from tests.images import image
-from tests.policy.conftest import Stores, policy_config, upload
+from tests.images import push_image as push_through_api
+from tests.policy.conftest import Factory, Stores, policy_config, upload
 
 QUOTA = {"quotas": [{"name": "team", "repositories": ["team/**"], "limit": "1GiB"}]}
 
@@ -114,3 +116,17 @@ def test_an_entry_from_a_lagging_clock_is_folded_in_order() -> None:
         assert late == fresh == applied
 
     asyncio.run(scenario())
+
+
+def test_the_server_compacts_in_the_background(make_registry: Factory) -> None:
+    """``registry serve`` runs the upkeep loop: a ledger gets its first checkpoint (and
+    the gauges their figures) without anyone asking."""
+    config = policy_config(QUOTA | {"quota": {"compact_interval": 0.1}})
+    registry = make_registry(config)
+    client = registry.client()
+    push_through_api(client, "team/app", image(layers=1), "v1")
+    deadline = time.monotonic() + 20
+    while not any(p.startswith("quotas/team/c-") for p in registry.stored_files()):
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.1)
+    assert client.get("/api/usage").json()["namespaces"][0]["counted"] is True
