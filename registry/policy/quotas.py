@@ -90,9 +90,6 @@ class QuotaGuard:
         self.rules = rules
         self.book = book
 
-    def covers(self, repository: str) -> bool:
-        return bool(self.rules.of(repository))
-
     def _enforced(self, repository: str) -> list[Quota]:
         """The quotas a push into ``repository`` must fit (none for cache fills)."""
         return [] if current().origin == "proxy" else self.rules.of(repository)
