@@ -19,8 +19,20 @@ from registry.errors import RegistryError, error_response
 from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
+from registry.policy import install as install_policy
 from registry.request_log import RequestLogMiddleware, setup_logging
-from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
+from registry.routes import (
+    base,
+    blobs,
+    catalog,
+    manifests,
+    ops,
+    referrers,
+    tags,
+    token,
+    uploads,
+    usage,
+)
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
 from storage_backends import Driver, InvalidPathError, StorageError
@@ -34,6 +46,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     setup_logging(config.log.level, config.log.format)
     observer = metrics.observe_storage if config.metrics.enabled else None
     store = open_store(config, driver=driver, observer=observer)
+    # Immutable tags and quotas listen to the store's changes (registry/policy).
+    governance = install_policy(store, config.policy)
 
     inflight = InflightRequests()
 
@@ -42,7 +56,12 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         collector = background_collector(app.state.store, config, app.state.readonly)
         if collector is not None:
             collector.start()
+        upkeep = governance.background()
+        if upkeep is not None:
+            upkeep.start()
         yield
+        if upkeep is not None:
+            await upkeep.stop()
         if collector is not None:
             await collector.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
@@ -66,6 +85,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     )
     app.state.config = config
     app.state.store = store
+    app.state.policy = governance
     app.state.readonly = ReadOnlyState(
         store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )
@@ -75,7 +95,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     # Order matters: the catalog before the catch-all name patterns, and upload
     # sessions before blobs/<digest>.
-    for module in (base, catalog, uploads, blobs, manifests, tags, referrers, ops):
+    for module in (base, catalog, uploads, blobs, manifests, tags, referrers, ops, usage):
         app.include_router(module.router)
     if config.metrics.enabled:
         app.include_router(ops.metrics_router)

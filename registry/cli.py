@@ -15,6 +15,7 @@ from registry.banner import StartFacts, print_banner, registry_version
 from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.gc import command as gc_command
+from registry.policy import command as usage_command
 from registry.preflight import storage_unreachable
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=serve)
     ops_commands.add_commands(commands)
     gc_command.add_command(commands)
+    usage_command.add_command(commands)
     auth_commands.add_commands(commands)
     return parser
 

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from registry.patterns import check_repository_pattern, check_tag_pattern
+from registry.patterns import check_repository_pattern, check_tag_pattern, literal_prefix
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -352,6 +352,106 @@ class GcConfig(Section):
         return yaml.safe_load(v) if isinstance(v, str) else v
 
 
+# --- policy: docs/governance.md is the reference; registry/policy/ enforces these.
+
+_BYTE_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?b|b)?\s*$", re.I)
+_BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15}
+_BYTE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+def parse_byte_size(value: Any) -> int:
+    """Bytes from ``50GiB``, ``500MB``, ``1.5TiB`` or a plain number (bytes)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _BYTE_SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r} (write it like 500MB, 50GiB, 2TiB)")
+    return int(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "b").lower()])
+
+
+# A number of bytes, written in configuration as 500MB, 50GiB or a plain number.
+ByteSize = Annotated[int, BeforeValidator(parse_byte_size)]
+# Names of quotas: they name a folder in storage and a metrics label.
+_QUOTA_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+
+
+class ImmutableTagRuleConfig(Section):
+    # Named in refusals; default "immutable_tags[<index>]".
+    name: str | None = None
+    repositories: list[RepositoryPattern] = Field(min_length=1)
+    # Tags that may not move or go once they exist ("*": every tag).
+    tags: list[TagPattern] = Field(default=["*"], min_length=1)
+    # Tags the rule leaves mutable although `tags` matches them (e.g. "*-rc*", "latest").
+    exceptions: list[TagPattern] = []
+    # The tags clients use as referrer fallbacks and for cosign signatures
+    # (sha256-<hex>, sha256-<hex>.sig/.att/.sbom): exempt unless this is false.
+    exempt_referrer_tags: bool = True
+
+
+class QuotaConfig(Section):
+    # The namespace's name (API, CLI, metrics, storage); default: the first pattern's
+    # part before its first wildcard, e.g. "team-a" for "team-a/**".
+    name: str | None = None
+    repositories: list[RepositoryPattern] = Field(min_length=1)
+    limit: ByteSize = Field(ge=0)
+    # true: every matching repository has `limit` of its own; false: they share it.
+    per_repository: bool = False
+
+    @model_validator(mode="after")
+    def _named(self) -> QuotaConfig:
+        if self.name is None:
+            derived = literal_prefix(self.repositories[0]).strip("/").replace("/", ".")
+            if not _QUOTA_NAME.match(derived):
+                raise rule_error(
+                    f"cannot name this quota after {self.repositories[0]!r}: give it a name",
+                    "name",
+                )
+            self.name = derived
+        elif not _QUOTA_NAME.match(self.name):
+            raise rule_error(
+                "a quota name is 1-64 of a-z 0-9 . _ - (starting and ending with a letter "
+                "or digit)",
+                "name",
+            )
+        return self
+
+
+class QuotaSettingsConfig(Section):
+    # Bytes a chunk of unknown length may take before the namespace is checked again.
+    upload_grant: ByteSize = Field(default=64 * 2**20, ge=2**20)
+    # How long a blob pushed but not yet used by a manifest counts as a push in progress
+    # (never as usage); a push that has not finished by then has failed.
+    pending_window: Duration = Field(default=3600.0, gt=0)
+    # An upload session idle for this long stops counting as in flight.
+    session_idle: Duration = Field(default=900.0, gt=0)
+    # How often the usage records are compacted and checked against storage.
+    compact_interval: Duration = Field(default=60.0, gt=0)
+
+
+class PolicyConfig(Section):
+    immutable_tags: list[ImmutableTagRuleConfig] = []
+    quotas: list[QuotaConfig] = []
+    quota: QuotaSettingsConfig = QuotaSettingsConfig()
+
+    @field_validator("immutable_tags", "quotas", mode="before")
+    @classmethod
+    def _yaml_list(cls, v: Any) -> Any:
+        # REGISTRY_POLICY_QUOTAS carries the list as YAML (or JSON) text.
+        return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PolicyConfig:
+        seen: set[str] = set()
+        for i, quota in enumerate(self.quotas):
+            if quota.name in seen:
+                raise rule_error(f"two quotas are named {quota.name!r}", "quotas", i, "name")
+            seen.add(str(quota.name))
+        for i, rule in enumerate(self.immutable_tags):
+            if rule.name is None:
+                rule.name = f"immutable_tags[{i}]"
+        return self
+
+
 class Config(Section):
     http: HttpConfig = HttpConfig()
     storage: StorageConfig = StorageConfig()
@@ -361,6 +461,7 @@ class Config(Section):
     health: HealthConfig = HealthConfig()
     auth: AuthConfig = AuthConfig()
     gc: GcConfig = GcConfig()
+    policy: PolicyConfig = PolicyConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

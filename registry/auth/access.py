@@ -161,6 +161,9 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     ("/health/ready", "GET"): _PUBLIC,
     ("/health/ready", "HEAD"): _PUBLIC,
     ("/metrics", "GET"): _PUBLIC,
+    # Usage and quotas (registry/routes/usage.py): any logged-in caller; the route shows
+    # each caller the repositories it may pull and their namespaces, admins everything.
+    ("/api/usage", "GET"): _LOGIN,
 }
 
 
@@ -257,6 +260,14 @@ class Policy:
         what the caller may pull), and always to holders of "*" (admins)."""
         return any(
             g.binds(identity) and (PULL in g.actions or ANY_ACTION in g.actions)
+            for g in self.grants
+        )
+
+    def is_admin(self, identity: Identity | None) -> bool:
+        """Whether the caller holds every action on every repository (a grant of "*"
+        on "**"): it sees the whole registry in reports such as /api/usage."""
+        return any(
+            g.binds(identity) and ANY_ACTION in g.actions and "**" in g.repositories
             for g in self.grants
         )
 

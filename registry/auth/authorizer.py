@@ -482,6 +482,14 @@ def repository_filter(request: Request) -> Callable[[str], bool]:
     return authorizer.pullable(caller)
 
 
+def is_admin(request: Request) -> bool:
+    """Whether this request's caller sees everything (always, with auth off)."""
+    authorizer, caller = _caller(request)
+    if authorizer is None:
+        return True
+    return caller is not None and authorizer.policy.is_admin(caller.identity)
+
+
 def repository_prefixes(request: Request) -> tuple[str, ...]:
     """Literal prefixes of every repository that ``repository_filter`` can let through
     (("",): any), so that the catalog reads no others."""

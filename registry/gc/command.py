@@ -18,6 +18,7 @@ from registry.config import Config
 from registry.config_check import load_or_exit
 from registry.gc.collector import CollectionBusyError, Collector
 from registry.gc.report import CollectionReport
+from registry.policy import install as install_policy
 from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
 from registry.store import LeaseLostError, open_store
@@ -61,6 +62,7 @@ def gc_command(args: argparse.Namespace) -> None:
 
 async def collect_once(config: Config, *, dry_run: bool = False) -> CollectionReport:
     store = open_store(config)
+    install_policy(store, config.policy)  # immutable tags kept, usage journaled
     try:
         collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
         return await collector.run(dry_run=dry_run)

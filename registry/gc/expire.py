@@ -27,10 +27,12 @@ async def expire_tags(run: Run, names: Sequence[str], policies: Sequence[Retenti
         if policy is None:
             return
         times = await run.each(repo.tags, lambda t: run.io(run.store.modified(Tag(name, t))))
+        # Tags a change listener would refuse to delete (immutable tags) are protected.
+        protected = run.store.changes.protected_tag
         records = [
             TagRecord(tag, str(target), pushed_at)
             for (tag, target), pushed_at in zip(repo.tags.items(), times, strict=True)
-            if pushed_at is not None
+            if pushed_at is not None and protected(name, tag) is None
         ]
         for record in expired_tags(records, policy, run.now):
             expired[parse_digest(record.digest)].append((repo, record))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,6 +11,7 @@ from starlette.responses import Response
 from registry import errors
 from registry.auth import may_pull
 from registry.errors import RegistryError
+from registry.policy import quota_guard
 from registry.reference import Digest, check_name, parse_content_range, parse_digest
 from registry.routes.params import config_of, repository, store_of
 from registry.store import BlobBusyError, RegistryStore, UploadOffsetError, UploadState
@@ -64,17 +67,90 @@ def _digest_param(request: Request) -> Digest:
     return parse_digest(raw)
 
 
-async def _append(store: RegistryStore, name: str, state: UploadState, request: Request) -> int:
+async def _append(
+    store: RegistryStore, name: str, state: UploadState, request: Request, *, last: bool = False
+) -> int:
     """Append the request body where its Content-Range says it starts; a chunk that does
-    not start where the session ends gets 416 with the session's progress."""
+    not start where the session ends gets 416 with the session's progress. ``last``: the
+    blob is committed next (its reservation ends there)."""
+    settled = False
     try:
-        return await store.uploads.append(name, state, request.stream(), _chunk_start(request))
+        size = await store.uploads.append(
+            name, state, _quota_limited(request, name, state), _chunk_start(request)
+        )
+        settled = last
+        return size
     except UploadOffsetError as exc:
         raise RegistryError(
             errors.BLOB_UPLOAD_RANGE_INVALID,
             str(exc),
             headers=progress_headers(name, exc.upload_id, exc.size),
         ) from None
+    finally:
+        if not settled:
+            await _quota_settle(request, name, state)
+
+
+# ---- Quota hook points (registry/policy/quotas.py): bytes are reserved before they are
+# stored, and a session's reservation ends with the session. Nothing here without quotas.
+
+
+def _quota_limited(request: Request, name: str, state: UploadState) -> AsyncIterator[bytes]:
+    """The request body, its bytes reserved against the quotas before they pass."""
+    guard = quota_guard(request)
+    if guard is None:
+        return request.stream()
+    length = request.headers.get("content-length", "").strip()
+    declared = int(length) if length.isdigit() else None
+    return guard.limit(name, state.upload_id, request.stream(), state.offset, declared)
+
+
+async def _quota_settle(request: Request, name: str, state: UploadState) -> None:
+    """After a request of the session: it holds what it stores now."""
+    guard = quota_guard(request)
+    if guard is not None:
+        await guard.settle_session(name, state.upload_id, state.offset)
+
+
+async def _quota_commit(
+    request: Request,
+    store: RegistryStore,
+    name: str,
+    state: UploadState,
+    digest: Digest,
+    *,
+    reserved: bool,
+) -> None:
+    """Commit with the session's reservation covering the blob (``reserved``: this
+    request just made it), then end it."""
+    guard = quota_guard(request)
+    if guard is None:
+        await _commit(store, name, state, digest)
+        return
+    try:
+        if not reserved:
+            await guard.ensure_session(name, state.upload_id, state.offset)
+        with guard.covering(state.upload_id):
+            await _commit(store, name, state, digest)
+    finally:
+        await guard.release(name, state.upload_id)
+
+
+async def _quota_end(request: Request, name: str, upload_id: str) -> None:
+    """The session is gone: so is its reservation."""
+    guard = quota_guard(request)
+    if guard is not None:
+        await guard.release(name, upload_id)
+
+
+async def _quota_room(request: Request, name: str) -> None:
+    """A new session is refused at once when a quota of ``name`` is full."""
+    guard = quota_guard(request)
+    if guard is not None:
+        await guard.check_room(name)
+
+
+# ---- end of the quota hook points
 
 
 async def _commit(store: RegistryStore, name: str, state: UploadState, digest: Digest) -> None:
@@ -110,12 +186,14 @@ async def start_upload(request: Request, name: str) -> Response:
         digest = _digest_param(request)
         state = await store.uploads.create(name)
         try:
-            await store.uploads.append(name, state, request.stream())
-            await _commit(store, name, state, digest)
+            await _append(store, name, state, request, last=True)
+            await _quota_commit(request, store, name, state, digest, reserved=True)
         except BaseException:
             await store.uploads.cancel(name, state.upload_id)
+            await _quota_end(request, name, state.upload_id)
             raise
         return _blob_created(name, digest)
+    await _quota_room(request, name)
     state = await store.uploads.create(name)
     response = _progress(name, state.upload_id, 0, 202)
     response.headers["OCI-Chunk-Min-Length"] = str(config_of(request).uploads.chunk_min_length)
@@ -136,9 +214,10 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     digest = _digest_param(request)
     store = store_of(request)
     state = await store.uploads.get(name, upload_id)
-    if _has_body(request):
-        await _append(store, name, state, request)
-    await _commit(store, name, state, digest)
+    body = _has_body(request)
+    if body:
+        await _append(store, name, state, request, last=True)
+    await _quota_commit(request, store, name, state, digest, reserved=body)
     return _blob_created(name, digest)
 
 
@@ -156,4 +235,5 @@ async def cancel_upload(request: Request, name: str, upload_id: str) -> Response
     store = store_of(request)
     await store.uploads.get(name, upload_id)
     await store.uploads.cancel(name, upload_id)
+    await _quota_end(request, name, upload_id)
     return Response(status_code=204)

@@ -38,9 +38,20 @@ from registry.store.objects import (
     Tag,
 )
 from registry.store.referrers import ReferrersIndex
+from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
 from registry.store.usage import RepositoryUsage, UsageSnapshot, UsageSnapshots
+from registry.store.usage_log import (
+    Checkpoint,
+    EntryName,
+    JournalEntry,
+    Listing,
+    Reservation,
+    UsageLog,
+    UsageOp,
+    new_holder,
+)
 from storage_backends import CheckedDriver, Driver, PathNotFoundError
 from storage_backends.checked import Observer
 from storage_backends.factory import open_driver
@@ -76,6 +87,9 @@ class RegistryStore:
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
         self.usage = UsageSnapshots(driver)
+        # Quotas and immutable tags (registry/policy) keep their records here.
+        self.usage_log = UsageLog(driver, clock)
+        self.tag_intents = TagIntents(driver, clock)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -144,14 +158,18 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Catalog",
+    "Checkpoint",
     "Claims",
     "Clock",
     "Cutoff",
     "Cycle",
+    "EntryName",
+    "JournalEntry",
     "Lease",
     "LeaseLostError",
     "LeaseRecord",
     "Link",
+    "Listing",
     "MaintenanceFlag",
     "ManifestStore",
     "ObjectInfo",
@@ -160,17 +178,23 @@ __all__ = [
     "ReferrersIndex",
     "RegistryStore",
     "RepositoryUsage",
+    "Reservation",
     "Revision",
     "StorageClock",
     "StoredManifest",
     "StoredObject",
     "Tag",
+    "TagIntent",
+    "TagIntents",
     "TagStore",
     "UploadOffsetError",
     "UploadState",
     "UploadStore",
+    "UsageLog",
+    "UsageOp",
     "UsageSnapshot",
     "UsageSnapshots",
+    "new_holder",
     "open_store",
     "reference_budget",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from registry.manifest import Manifest
 from registry.reference import Digest
@@ -119,6 +119,16 @@ class ChangeListener(Protocol):
         ...
 
 
+@runtime_checkable
+class TagProtector(Protocol):
+    """A listener that refuses to let some tags go can say which in advance, so that
+    retention leaves them alone instead of trying (immutable tags)."""
+
+    def protects_tag(self, repository: str, tag: str) -> str | None:
+        """Why ``repository:tag`` may not be deleted (e.g. the rule), or None."""
+        ...
+
+
 class Changes:
     """The store's listeners (none by default)."""
 
@@ -135,3 +145,12 @@ class Changes:
     @property
     def listeners(self) -> Sequence[ChangeListener]:
         return tuple(self._listeners)
+
+    def protected_tag(self, repository: str, tag: str) -> str | None:
+        """Why a listener would refuse deleting ``repository:tag``; None: none would."""
+        for listener in self._listeners:
+            if isinstance(listener, TagProtector):
+                reason = listener.protects_tag(repository, tag)
+                if reason is not None:
+                    return reason
+        return None

@@ -27,6 +27,12 @@
     gc/usage                                              what the last collection counted (JSON)
     login-attempts/<epoch>/<subject>/<ms>-<random>        one empty object per login attempt
                                                           (store/login_attempts.py)
+    tag-intents/<name>/_tags/<tag>/<ms>-<alg>-<hex>       empty: a push is about to create an
+                                                          immutable tag (store/tag_intents.py)
+    quotas/<ledger>/e-<ms>-<random>                       one usage journal entry (JSON)
+    quotas/<ledger>/c-<ms>-<random>                       a checkpoint of the folded journal
+    quotas/<ledger>/r-<ms>-<bytes>-<id>                   empty: bytes a push in flight holds
+                                                          (all three: store/usage_log.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -69,6 +75,8 @@ COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
 GC = "gc"
 LOGIN_ATTEMPTS = "login-attempts"
 LEASES = "leases"
+TAG_INTENTS = "tag-intents"
+QUOTAS = "quotas"
 CLOCKS = "clocks"
 # Names of leases and clocks: one path component, as the features that hold them are named.
 _LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -204,6 +212,24 @@ def usage_snapshot() -> str:
 def login_attempts(epoch: int, subject_key: str) -> str:
     """The attempts of one subject (a hashed user name and address) in one epoch."""
     return f"{LOGIN_ATTEMPTS}/{epoch}/{subject_key}"
+
+
+def tag_intents(name: str, tag: str) -> str:
+    """The intents of pushes about to create ``name:tag``."""
+    return f"{TAG_INTENTS}/{name}/_tags/{tag}"
+
+
+def tag_intent(name: str, tag: str, record: str) -> str:
+    return f"{tag_intents(name, tag)}/{record}"
+
+
+def usage_ledger(ledger: str) -> str:
+    """The journal, checkpoints and reservations of one quota's ledger (a checked name)."""
+    return f"{QUOTAS}/{ledger}"
+
+
+def usage_record(ledger: str, record: str) -> str:
+    return f"{QUOTAS}/{ledger}/{record}"
 
 
 def check_lease_name(name: str) -> str:

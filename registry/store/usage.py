@@ -44,10 +44,17 @@ class UsageSnapshot:
     # Bytes held per group of repositories (e.g. a quota's namespace), each blob once per
     # group however many of its repositories hold it.
     groups: Mapping[str, int] = field(default_factory=dict)
+    # The storage's clock when the run began (None: not said). Quotas correct their
+    # running figures only from groups that changed neither during the run nor near it.
+    started_at: float | None = None
+    # Of each group's bytes, those no repository outside the group holds: what deleting
+    # the group's repositories would free.
+    group_unique: Mapping[str, int] = field(default_factory=dict)
 
     def dump(self) -> bytes:
         doc = asdict(self)
         doc["groups"] = dict(self.groups)
+        doc["group_unique"] = dict(self.group_unique)
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -59,6 +66,8 @@ class UsageSnapshot:
             reclaimable_bytes=int(doc.get("reclaimable_bytes", 0)),
             repositories=tuple(RepositoryUsage(**r) for r in doc.get("repositories", ())),
             groups={str(k): int(v) for k, v in doc.get("groups", {}).items()},
+            started_at=None if doc.get("started_at") is None else float(doc["started_at"]),
+            group_unique={str(k): int(v) for k, v in doc.get("group_unique", {}).items()},
         )
 
 
