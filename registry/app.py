@@ -16,6 +16,7 @@ from registry.auth import Authorizer, TokenService, authorize_request
 from registry.config import Config, load_config
 from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
+from registry.events import EventService
 from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
@@ -34,6 +35,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     setup_logging(config.log.level, config.log.format)
     observer = metrics.observe_storage if config.metrics.enabled else None
     store = open_store(config, driver=driver, observer=observer)
+    # Events (docs/events.md): its recorder is the store's last change listener.
+    events = EventService(store, config)
 
     inflight = InflightRequests()
 
@@ -42,9 +45,11 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         collector = background_collector(app.state.store, config, app.state.readonly)
         if collector is not None:
             collector.start()
+        events.start()
         yield
         if collector is not None:
             await collector.stop()
+        await events.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
         await inflight.drain(grace=10.0)
         await store.close()
@@ -62,10 +67,13 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
             Depends(authorize_request),
             Depends(refuse_writes_when_readonly),
             Depends(bind_request_context),
+            # Only with events: the URL clients use, and the records of failed requests.
+            *([Depends(events.recorder.request_scope)] if events.enabled else []),
         ],
     )
     app.state.config = config
     app.state.store = store
+    app.state.events = events
     app.state.readonly = ReadOnlyState(
         store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )

@@ -37,6 +37,7 @@ from registry.store.objects import (
     StoredObject,
     Tag,
 )
+from registry.store.outbox import Outbox
 from registry.store.referrers import ReferrersIndex
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
@@ -76,6 +77,7 @@ class RegistryStore:
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
         self.usage = UsageSnapshots(driver)
+        self.outbox = Outbox(driver, clock)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -155,6 +157,7 @@ __all__ = [
     "MaintenanceFlag",
     "ManifestStore",
     "ObjectInfo",
+    "Outbox",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
