@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
+from dataclasses import replace
 
 from starlette.requests import Request
 
@@ -27,6 +28,7 @@ log = logging.getLogger("registry.events")
 # Per request: the registry's URL as the client used it, and the outbox keys recorded.
 _BASE_URL: ContextVar[str] = ContextVar("registry_events_base_url", default="")
 _KEYS: ContextVar[list[str] | None] = ContextVar("registry_events_keys", default=None)
+_CLIENT: ContextVar[str] = ContextVar("registry_events_client", default="")
 
 
 class EventRecorder:
@@ -49,17 +51,24 @@ class EventRecorder:
 
     def origin(self) -> Origin:
         base = self.settings.baseurl or _BASE_URL.get()
-        return Origin(current(), base.rstrip("/"), self.source, self.clock.time())
+        context = current()
+        addr = _CLIENT.get()
+        if addr and context.origin == "client":  # with its port, as distribution has it
+            context = replace(context, addr=addr)
+        return Origin(context, base.rstrip("/"), self.source, self.clock.time())
 
     async def before(self, change: Change) -> None:
         record = record_for(change, self.origin(), references=self.settings.includereferences)
         if record is not None:
             await self.write(record)
 
+    def _records_pull(self, method: str) -> bool:
+        return self.settings.pulls and (method != "HEAD" or self.settings.headpulls)
+
     async def manifest_pulled(
         self, method: str, repository: str, digest: str, media_type: str, size: int, tag: str
     ) -> None:
-        if not self.settings.pulls or (method == "HEAD" and not self.settings.headpulls):
+        if not self._records_pull(method):
             return
         await self.write(
             manifest_pulled(
@@ -73,8 +82,8 @@ class EventRecorder:
             )
         )
 
-    async def blob_pulled(self, repository: str, digest: str, size: int) -> None:
-        if self.settings.pulls:
+    async def blob_pulled(self, method: str, repository: str, digest: str, size: int) -> None:
+        if self._records_pull(method):
             await self.write(blob_pulled(self.origin(), repository, digest, size))
 
     async def write(self, record: Record) -> None:
@@ -91,6 +100,8 @@ class EventRecorder:
         this request made are settled -- what they describe and is not visible now
         never will be, so the dispatcher need not wait for it."""
         _BASE_URL.set(f"{request.url.scheme}://{request.url.netloc}")
+        if request.client is not None:
+            _CLIENT.set(f"{request.client.host}:{request.client.port}")
         keys: list[str] = []
         _KEYS.set(keys)
         try:

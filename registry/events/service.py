@@ -87,7 +87,7 @@ async def manifest_pulled(
 
 
 async def blob_pulled(request: Request, name: str, digest: str, size: int) -> None:
-    """The routes' pull hook for a blob GET."""
+    """The routes' pull hook for a blob GET or HEAD."""
     service = events_of(request)
     if service is not None:
-        await service.recorder.blob_pulled(name, digest, size)
+        await service.recorder.blob_pulled(request.method, name, digest, size)

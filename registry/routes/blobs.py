@@ -24,8 +24,8 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
         "Accept-Ranges": "bytes",
         "Cache-Control": "max-age=31536000",
     }
+    await events.blob_pulled(request, name, str(d), info.size)
     if request.method == "GET":
-        await events.blob_pulled(request, name, str(d), info.size)
         url = await store.blobs.redirect_url(d)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers=headers)
