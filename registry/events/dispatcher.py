@@ -121,6 +121,7 @@ class Dispatcher:
     async def hold(self, lease: Lease) -> None:
         """Work as the holder of ``lease`` until it is lost (LeaseLostError)."""
         self.holding = True
+        log.info("events: this process delivers now (it holds the events lease)")
         self.queues = {}
         tasks: list[asyncio.Task[None]] = []
         try:
