@@ -416,8 +416,9 @@ class NotificationEndpointConfig(Section):
     maxretries: int = Field(default=20, ge=0)
     # Events waiting for this endpoint in storage; more are dropped (counted, logged).
     queue_limit: int = Field(default=10000, ge=1)
-    # Events per request: 1 as distribution sends them; more for busy registries.
-    batch: int = Field(default=1, ge=1, le=100)
+    # Most events per request, when that many wait (distribution's envelope holds a list;
+    # 1: one event per request, for receivers that read only the first).
+    batch: int = Field(default=10, ge=1, le=100)
     format: Literal["distribution", "cloudevents"] = "distribution"
     ignoredmediatypes: list[str] = []
     ignore: NotificationIgnoreConfig = NotificationIgnoreConfig()

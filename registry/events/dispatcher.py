@@ -37,12 +37,19 @@ from registry.events.confirm import confirm, with_references
 from registry.events.consumer import Consumer
 from registry.events.model import Event, Record
 from registry.events.queue import ConsumerQueue
+from registry.events.recorder import LocalRecords
 from registry.store import Clock, Lease, LeaseLostError, RegistryStore
 
 log = logging.getLogger("registry.events")
 
 LEASE = "events"
 ROUND_LIMIT = 1000  # pending records confirmed per round
+# After a local record wakes the sequencer, it waits this long for more: one round (one
+# segment per queue) for a burst of pushes rather than one per push.
+GATHER = 0.05
+# A deliverer with fewer events than a batch waits this long for more: one request for a
+# burst rather than one per event.
+LINGER = 0.1
 STOP_TIMEOUT = 10.0
 
 
@@ -56,8 +63,10 @@ class Dispatcher:
         poll_interval: float = 1.0,
         inflight_timeout: float = 300.0,
         rng: random.Random | None = None,
+        local: LocalRecords | None = None,
     ) -> None:
         self.store = store
+        self.local = local or LocalRecords()
         self.consumers: list[Consumer] = list(consumers)
         self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval
@@ -143,6 +152,8 @@ class Dispatcher:
                         task.result()  # a deliverer that stopped: its error, or the lease's
                 if await self.sequence(lease) < ROUND_LIMIT:
                     await _nap(self.clock, self._wake, self.poll_interval)
+                    if self._wake.is_set():  # woken by a record: let a few more gather
+                        await self.clock.sleep(min(GATHER, self.poll_interval))
         finally:
             self.holding = False
             for task in tasks:
@@ -163,20 +174,26 @@ class Dispatcher:
         if not keys:
             metrics.PENDING.set(0)
             return 0
-        raw = await outbox.read_many(keys)
+        # This process's own records need not be read back, nor, when their requests
+        # completed, checked against storage.
+        local = {k: self.local.get(k) for k in keys}
+        raw = await outbox.read_many([k for k in keys if local[k][0] is None])
         items: list[tuple[str, Record]] = []
         unreadable: list[str] = []
         for key in keys:
-            if key not in raw:
-                continue
-            try:
-                items.append((key, Record.load(raw[key])))
-            except (ValueError, KeyError, TypeError):
-                log.error("events: the pending record %s is unreadable; dropped", key)
-                unreadable.append(key)
+            record = local[key][0]
+            if record is None and key in raw:
+                try:
+                    record = Record.load(raw[key])
+                except (ValueError, KeyError, TypeError):
+                    log.error("events: the pending record %s is unreadable; dropped", key)
+                    unreadable.append(key)
+            if record is not None:
+                items.append((key, record))
         settled = await outbox.settled()
+        completed = {k for k in keys if local[k][1]}
         decisions = await confirm(
-            self.store, items, settled, self.clock.time(), self.inflight_timeout
+            self.store, items, settled, self.clock.time(), self.inflight_timeout, completed
         )
         queued: dict[str, list[Event]] = {cid: [] for cid in self.queues}
         for decision in decisions:
@@ -202,8 +219,10 @@ class Dispatcher:
                 self._delivery_wakes[cid].set()
         done = [d.key for d in decisions if d.done] + unreadable
         # Markers of records already gone (their request failed after they were queued).
-        orphans = [m for m in settled if m not in raw and m < keys[-1]]
+        present = {k for k, _ in items}
+        orphans = [m for m in settled if m not in present and m < keys[-1]]
         await outbox.remove(done, markers=[m for m in done if m in settled] + orphans)
+        self.local.forget(done)
         metrics.PENDING.set(len(keys) - len(done))
         return len(keys)
 
@@ -237,6 +256,11 @@ class Dispatcher:
         if wait > 0:
             await self.clock.sleep(wait)
             return
+        if not queue.lingered and queue.depth < consumer.policy.batch and not queue.cursor.tries:
+            queue.lingered = True
+            await self.clock.sleep(min(LINGER, self.poll_interval))
+            return
+        queue.lingered = False
         if lease is not None:
             lease.check()
         events = await queue.batch()

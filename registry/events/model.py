@@ -17,7 +17,7 @@ anyone looked): see registry/events/confirm.py.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Action = Literal["push", "pull", "mount", "delete", "create"]
@@ -68,9 +68,35 @@ class Event:
     wants_references: bool = False
 
     def dump(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["target"]["references"] = list(self.target.references)
-        return doc
+        # By hand: dataclasses.asdict deep-copies, and this runs on every push.
+        t, r, s = self.target, self.request, self.source
+        return {
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "action": self.action,
+            "kind": self.kind,
+            "target": {
+                "repository": t.repository,
+                "media_type": t.media_type,
+                "digest": t.digest,
+                "size": t.size,
+                "url": t.url,
+                "tag": t.tag,
+                "from_repository": t.from_repository,
+                "references": list(t.references),
+            },
+            "request": {
+                "id": r.id,
+                "addr": r.addr,
+                "host": r.host,
+                "method": r.method,
+                "useragent": r.useragent,
+            },
+            "actor": self.actor,
+            "source": {"addr": s.addr, "instance_id": s.instance_id},
+            "origin": self.origin,
+            "wants_references": self.wants_references,
+        }
 
     @classmethod
     def load(cls, doc: dict[str, Any]) -> Event:

@@ -16,7 +16,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from registry.events import metrics
@@ -37,7 +37,17 @@ class Cursor:
     error: str = ""  # the last failure
 
     def dump(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "next": self.next,
+                "tries": self.tries,
+                "batch": self.batch,
+                "due": self.due,
+                "failures": self.failures,
+                "error": self.error,
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
     def load(cls, raw: bytes) -> Cursor:
@@ -86,6 +96,7 @@ class ConsumerQueue:
         self.tail = 0  # sequence number the next appended event gets
         self._segments: list[int] = []  # first sequence numbers, ascending
         self._cache: dict[int, Segment] = {}
+        self.lingered = False  # the deliverer waited for a fuller batch already
 
     @property
     def depth(self) -> int:

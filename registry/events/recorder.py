@@ -9,6 +9,7 @@ later, in whichever process holds the ``events`` lease (registry/events/dispatch
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import replace
@@ -31,6 +32,37 @@ _KEYS: ContextVar[list[str] | None] = ContextVar("registry_events_keys", default
 _CLIENT: ContextVar[str] = ContextVar("registry_events_client", default="")
 
 
+class LocalRecords:
+    """What this process recorded, kept in memory for its dispatcher (when it is the one
+    holding the lease): the records themselves, so that it need not read them back, and
+    which of them belong to requests that completed -- their changes are visible, so
+    they need no look at storage to be confirmed. Bounded: the oldest are forgotten
+    (and then read and confirmed from storage like anyone else's)."""
+
+    LIMIT = 20000
+
+    def __init__(self) -> None:
+        self._records: OrderedDict[str, Record] = OrderedDict()
+        self._completed: set[str] = set()
+
+    def add(self, key: str, record: Record) -> None:
+        self._records[key] = record
+        while len(self._records) > self.LIMIT:
+            old, _ = self._records.popitem(last=False)
+            self._completed.discard(old)
+
+    def completed(self, keys: list[str]) -> None:
+        self._completed.update(k for k in keys if k in self._records)
+
+    def get(self, key: str) -> tuple[Record | None, bool]:
+        return self._records.get(key), key in self._completed
+
+    def forget(self, keys: list[str]) -> None:
+        for key in keys:
+            self._records.pop(key, None)
+            self._completed.discard(key)
+
+
 class EventRecorder:
     """A ``ChangeListener`` (store/changes.py); add it after the listeners that may
     refuse a change, so that a refused change is rarely recorded at all."""
@@ -48,6 +80,7 @@ class EventRecorder:
         self.source = source
         self.clock = clock
         self._recorded = recorded  # wakes the local dispatcher
+        self.local = LocalRecords()
 
     def origin(self) -> Origin:
         base = self.settings.baseurl or _BASE_URL.get()
@@ -89,6 +122,7 @@ class EventRecorder:
     async def write(self, record: Record) -> None:
         key = self.outbox.new_key()
         await self.outbox.add(key, record.dump())
+        self.local.add(key, record)
         keys = _KEYS.get()
         if keys is not None:
             keys.append(key)
@@ -113,3 +147,4 @@ class EventRecorder:
                 except Exception as exc:  # the records then wait for inflight_timeout
                     log.warning("events: could not settle %d records: %s", len(keys), exc)
             raise
+        self.local.completed(keys)

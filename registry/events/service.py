@@ -33,17 +33,21 @@ class EventService:
         self.store = store
         self.settings = settings
         self.source = Source(f"{socket.gethostname()}:{config.http.port}", str(uuid.uuid4()))
+        self.recorder = EventRecorder(
+            store.outbox, settings.events, self.source, store.clock, self.wake
+        )
         self.dispatcher = Dispatcher(
             store,
             [WebhookEndpoint(e, store.clock, transport) for e in settings.active_endpoints],
             lease_ttl=settings.lease_ttl,
             poll_interval=settings.poll_interval,
             inflight_timeout=settings.inflight_timeout,
-        )
-        self.recorder = EventRecorder(
-            store.outbox, settings.events, self.source, store.clock, self.dispatcher.wake
+            local=self.recorder.local,
         )
         self._listening = False
+
+    def wake(self) -> None:
+        self.dispatcher.wake()
 
     @property
     def enabled(self) -> bool:

@@ -94,7 +94,8 @@ def test_a_scripted_session_arrives_signed_as_documented(
     receiver = FlakyReceiver()
     request.addfinalizer(receiver.close)
     config = notifications(receiver, events={"pulls": True, "headpulls": False})
-    config["notifications"]["endpoints"][0]["secrets"] = [OLD_SECRET, NEW_SECRET]
+    # One event per request, as distribution sends them; signed with two secrets.
+    config["notifications"]["endpoints"][0].update(batch=1, secrets=[OLD_SECRET, NEW_SECRET])
     server = start_server(request, tmp_path / "registry", config=config)
     img = image(layers=1)
     with server.client() as c:
