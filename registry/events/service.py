@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import uuid
 
-import httpx
 from starlette.requests import Request
 
 from registry.config import Config
@@ -26,8 +25,6 @@ class EventService:
         self,
         store: RegistryStore,
         config: Config,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         settings = config.notifications
         self.store = store
@@ -38,7 +35,7 @@ class EventService:
         )
         self.dispatcher = Dispatcher(
             store,
-            [WebhookEndpoint(e, store.clock, transport) for e in settings.active_endpoints],
+            [WebhookEndpoint(e, store.clock) for e in settings.active_endpoints],
             lease_ttl=settings.lease_ttl,
             poll_interval=settings.poll_interval,
             inflight_timeout=settings.inflight_timeout,
