@@ -74,17 +74,9 @@ async def confirm(
     settled: set[str],
     now: float,
     inflight_timeout: float,
-    completed: set[str] | frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """Decide every record of ``items`` (oldest first). ``completed``: records whose
-    request this process saw complete -- their changes are visible without a look."""
-    checks = {
-        c
-        for k, r in items
-        if r.to is None and k not in completed
-        for c in r.checks
-        if c is not None
-    }
+    """Decide every record of ``items`` (oldest first)."""
+    checks = {c for _, r in items if r.to is None for c in r.checks if c is not None}
     gate = asyncio.Semaphore(_CHECK_CONCURRENCY)
 
     async def look(state: State) -> tuple[State, bool]:
@@ -101,9 +93,6 @@ async def confirm(
         if record.repositories & blocked:
             blocked |= record.repositories
             decisions.append(Decision(key, record, (), done=False))
-            continue
-        if key in completed:
-            decisions.append(Decision(key, record, record.events))
             continue
         later = [f for _, r in items[i + 1 :] for f in r.facts]
         happened = [

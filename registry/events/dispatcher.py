@@ -174,14 +174,13 @@ class Dispatcher:
         if not keys:
             metrics.PENDING.set(0)
             return 0
-        # This process's own records need not be read back, nor, when their requests
-        # completed, checked against storage.
+        # This process's own records need not be read back.
         local = {k: self.local.get(k) for k in keys}
-        raw = await outbox.read_many([k for k in keys if local[k][0] is None])
+        raw = await outbox.read_many([k for k in keys if local[k] is None])
         items: list[tuple[str, Record]] = []
         unreadable: list[str] = []
         for key in keys:
-            record = local[key][0]
+            record = local[key]
             if record is None and key in raw:
                 try:
                     record = Record.load(raw[key])
@@ -191,9 +190,8 @@ class Dispatcher:
             if record is not None:
                 items.append((key, record))
         settled = await outbox.settled()
-        completed = {k for k in keys if local[k][1]}
         decisions = await confirm(
-            self.store, items, settled, self.clock.time(), self.inflight_timeout, completed
+            self.store, items, settled, self.clock.time(), self.inflight_timeout
         )
         queued: dict[str, list[Event]] = {cid: [] for cid in self.queues}
         for decision in decisions:

@@ -1,6 +1,6 @@
 """Recording: the store's change listener that writes each change's events to the outbox
-before the change is visible, the pull hooks of the routes, and the request scope that
-says when a request which recorded changes failed.
+before the change is visible, the pull hooks of the routes, and what the app's error
+handlers call when a request which recorded changes failed.
 
 The one write per change is all that events cost a push: delivery happens elsewhere,
 later, in whichever process holds the ``events`` lease (registry/events/dispatcher.py).
@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import replace
-
-from starlette.requests import Request
 
 from registry.config import NotificationEventsConfig
 from registry.context import current
@@ -26,41 +23,33 @@ from registry.store.changes import Change
 
 log = logging.getLogger("registry.events")
 
-# Per request: the registry's URL as the client used it, and the outbox keys recorded.
-_BASE_URL: ContextVar[str] = ContextVar("registry_events_base_url", default="")
+# The outbox keys a request recorded, and the request they belong to (a context object is
+# made per request, so keys never carry over to the next one).
 _KEYS: ContextVar[list[str] | None] = ContextVar("registry_events_keys", default=None)
-_CLIENT: ContextVar[str] = ContextVar("registry_events_client", default="")
+_KEYS_OF: ContextVar[object] = ContextVar("registry_events_keys_of", default=None)
 
 
 class LocalRecords:
     """What this process recorded, kept in memory for its dispatcher (when it is the one
-    holding the lease): the records themselves, so that it need not read them back, and
-    which of them belong to requests that completed -- their changes are visible, so
-    they need no look at storage to be confirmed. Bounded: the oldest are forgotten
-    (and then read and confirmed from storage like anyone else's)."""
+    holding the lease), so that it need not read its own records back.
+    Bounded: the oldest are forgotten (and then read from storage like anyone else's)."""
 
     LIMIT = 20000
 
     def __init__(self) -> None:
         self._records: OrderedDict[str, Record] = OrderedDict()
-        self._completed: set[str] = set()
 
     def add(self, key: str, record: Record) -> None:
         self._records[key] = record
         while len(self._records) > self.LIMIT:
-            old, _ = self._records.popitem(last=False)
-            self._completed.discard(old)
+            self._records.popitem(last=False)
 
-    def completed(self, keys: list[str]) -> None:
-        self._completed.update(k for k in keys if k in self._records)
-
-    def get(self, key: str) -> tuple[Record | None, bool]:
-        return self._records.get(key), key in self._completed
+    def get(self, key: str) -> Record | None:
+        return self._records.get(key)
 
     def forget(self, keys: list[str]) -> None:
         for key in keys:
             self._records.pop(key, None)
-            self._completed.discard(key)
 
 
 class EventRecorder:
@@ -83,11 +72,10 @@ class EventRecorder:
         self.local = LocalRecords()
 
     def origin(self) -> Origin:
-        base = self.settings.baseurl or _BASE_URL.get()
         context = current()
-        addr = _CLIENT.get()
-        if addr and context.origin == "client":  # with its port, as distribution has it
-            context = replace(context, addr=addr)
+        base = self.settings.baseurl or (
+            f"{context.scheme}://{context.host}" if context.scheme and context.host else ""
+        )
         return Origin(context, base.rstrip("/"), self.source, self.clock.time())
 
     async def before(self, change: Change) -> None:
@@ -123,28 +111,25 @@ class EventRecorder:
         key = self.outbox.new_key()
         await self.outbox.add(key, record.dump())
         self.local.add(key, record)
-        keys = _KEYS.get()
-        if keys is not None:
+        context = current()
+        if context.origin == "client":  # kept for request_failed, per request
+            keys = _KEYS.get()
+            if keys is None or _KEYS_OF.get() is not context:
+                keys = []
+                _KEYS.set(keys)
+                _KEYS_OF.set(context)
             keys.append(key)
         metrics.RECORDED.inc(len(record.events))
         self._recorded()
 
-    async def request_scope(self, request: Request) -> AsyncIterator[None]:
-        """App-wide dependency: the URL the client used, and on an error the records
-        this request made are settled -- what they describe and is not visible now
-        never will be, so the dispatcher need not wait for it."""
-        _BASE_URL.set(f"{request.url.scheme}://{request.url.netloc}")
-        if request.client is not None:
-            _CLIENT.set(f"{request.client.host}:{request.client.port}")
-        keys: list[str] = []
-        _KEYS.set(keys)
-        try:
-            yield
-        except BaseException:
-            if keys:
-                try:
-                    await self.outbox.settle(keys)
-                except Exception as exc:  # the records then wait for inflight_timeout
-                    log.warning("events: could not settle %d records: %s", len(keys), exc)
-            raise
-        self.local.completed(keys)
+    async def request_failed(self) -> None:
+        """Called by the app's error handlers: the records this request made are
+        settled -- what they describe and is not visible now never will be, so the
+        dispatcher need not wait for it."""
+        keys = _KEYS.get()
+        if keys:
+            _KEYS.set(None)
+            try:
+                await self.outbox.settle(keys)
+            except Exception as exc:  # the records then wait for inflight_timeout
+                log.warning("events: could not settle %d records: %s", len(keys), exc)

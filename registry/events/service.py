@@ -46,6 +46,11 @@ class EventService:
     def wake(self) -> None:
         self.dispatcher.wake()
 
+    async def request_failed(self) -> None:
+        """For the app's error handlers (registry/events/recorder.py)."""
+        if self._listening:
+            await self.recorder.request_failed()
+
     @property
     def enabled(self) -> bool:
         return bool(self.dispatcher.consumers)
