@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,14 +76,16 @@ async def confirm(
     inflight_timeout: float,
 ) -> list[Decision]:
     """Decide every record of ``items`` (oldest first)."""
-    checks = {c for _, r in items if r.to is None for c in r.checks if c is not None}
-    gate = asyncio.Semaphore(_CHECK_CONCURRENCY)
+    checks = list({c for _, r in items if r.to is None for c in r.checks if c is not None})
+    shown: dict[State, bool] = {}
 
-    async def look(state: State) -> tuple[State, bool]:
-        async with gate:
-            return state, await holds(store, state)
+    async def worker(todo: Iterator[State]) -> None:
+        # A few workers rather than a task per check: a round may hold thousands.
+        for state in todo:
+            shown[state] = await holds(store, state)
 
-    shown = dict(await asyncio.gather(*(look(c) for c in checks)))
+    todo = iter(checks)
+    await asyncio.gather(*(worker(todo) for _ in range(min(_CHECK_CONCURRENCY, len(checks)))))
     blocked: set[str] = set()
     decisions: list[Decision] = []
     for i, (key, record) in enumerate(items):
@@ -94,10 +96,13 @@ async def confirm(
             blocked |= record.repositories
             decisions.append(Decision(key, record, (), done=False))
             continue
-        later = [f for _, r in items[i + 1 :] for f in r.facts]
-        happened = [
-            c is None or shown[c] or any(proves(f, c) for f in later) for c in record.checks
-        ]
+        happened = [c is None or shown[c] for c in record.checks]
+        if not all(happened):  # rare: look for evidence in the later records
+            later = [f for _, r in items[i + 1 :] for f in r.facts]
+            happened = [
+                ok or (c is not None and any(proves(f, c) for f in later))
+                for c, ok in zip(record.checks, happened, strict=True)
+            ]
         if all(happened):
             decisions.append(Decision(key, record, record.events))
             continue

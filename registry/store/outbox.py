@@ -60,14 +60,18 @@ class Outbox:
 
     async def read_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The records of ``keys`` that are still there."""
-        gate = asyncio.Semaphore(_READ_CONCURRENCY)
+        found: dict[str, bytes] = {}
+        todo = iter(keys)
 
-        async def read(key: str) -> bytes | None:
-            async with gate:
-                return await self._get(layout.outbox_record(key))
+        async def worker() -> None:
+            # A few readers rather than a task per record: a round may hold thousands.
+            for key in todo:
+                raw = await self._get(layout.outbox_record(key))
+                if raw is not None:
+                    found[key] = raw
 
-        found = await asyncio.gather(*(read(k) for k in keys))
-        return {k: raw for k, raw in zip(keys, found, strict=True) if raw is not None}
+        await asyncio.gather(*(worker() for _ in range(min(_READ_CONCURRENCY, len(keys)))))
+        return {k: found[k] for k in keys if k in found}
 
     async def settle(self, keys: Sequence[str]) -> None:
         """Say that the requests which recorded ``keys`` are over (they failed): what is
