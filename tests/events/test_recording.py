@@ -4,13 +4,21 @@ rules for endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from registry.config import Config, load_config
+from registry.events.model import Event, Target
+from registry.events.queue import DeadLetter
+from registry.store import RegistryStore
+from storage_backends.filesystem import FilesystemDriver
 from tests.asgi_registry import InProcessRegistry
 from tests.events.receiver import Receiver
 from tests.events.test_delivery import Refuse
@@ -138,3 +146,58 @@ def test_endpoints_from_the_environment_and_secrets_kept_out_of_reprs() -> None:
     assert hook.headers == {"Authorization": ["Bearer t0ken"]}
     assert hook.secrets[0].get_secret_value() == SECRET
     assert SECRET not in repr(loaded) and "t0ken" not in repr(loaded)
+
+
+def test_the_events_command_lists_replays_and_purges_dead_letters(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = RegistryStore(FilesystemDriver(data))
+    events = [
+        Event(
+            f"id-{n}", "2024-01-01T00:00:00Z", "push", "manifest", Target("team/app", tag=f"v{n}")
+        )
+        for n in range(3)
+    ]
+    letters = [
+        DeadLetter(0, tuple(events[:2]), 21, "HTTP 503", 0.0),
+        DeadLetter(2, (events[2],), 21, "HTTP 500", 0.0),
+    ]
+    for letter in letters:
+        asyncio.run(store.outbox.write_dead_letter("endpoint/hook", letter.seq, letter.dump()))
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "notifications:\n  endpoints:\n    - name: hook\n      url: http://127.0.0.1:9/\n"
+    )
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "registry",
+                "events",
+                *args,
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run("list") == "endpoint/hook: 0 queued, 3 dead\n"
+    listed = run("list", "--endpoint", "hook", "--dead")
+    assert "id-0 2024-01-01T00:00:00Z push team/app v0 (21 attempts: HTTP 503)" in listed
+    assert (
+        run("replay", "--endpoint", "hook", "--id", "id-2")
+        == "endpoint/hook: 1 dead events queued again\n"
+    )
+    [pending] = asyncio.run(store.outbox.pending())
+    raw = asyncio.run(store.outbox.read_many([pending]))[pending]
+    assert b'"to":"endpoint/hook"' in raw and b"id-2" in raw
+    assert run("purge", "--endpoint", "hook") == "endpoint/hook: 2 dead events deleted\n"
+    assert run("list") == "endpoint/hook: 0 queued, 0 dead\n"
