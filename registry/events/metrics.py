@@ -37,7 +37,7 @@ DEAD_LETTERED = Counter(
 )
 LATENCY = Histogram(
     "registry_events_delivery_latency_seconds",
-    "From an event's timestamp to the consumer's acceptance.",
+    "From the timestamp of a delivery's oldest event to the consumer's acceptance.",
     ["consumer"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )

@@ -26,6 +26,8 @@ from registry.store import Outbox
 
 log = logging.getLogger("registry.events")
 
+_CACHED_SEGMENTS = 4
+
 
 @dataclass
 class Cursor:
@@ -139,8 +141,7 @@ class ConsumerQueue:
         segment = Segment(self.tail, kept)
         await self.outbox.write_segment(self.consumer_id, segment.first, segment.dump())
         self._segments.append(segment.first)
-        if self.depth == 0:  # the next delivery starts here: spare it a read
-            self._cache = {segment.first: segment}
+        self._remember(segment)
         self.tail = segment.end
         metrics.EMITTED.labels(self.consumer_id).inc(len(kept))
         self._report()
@@ -240,8 +241,15 @@ class ConsumerQueue:
             self._segments = [s for s in self._segments if s != first]
             return None
         segment = Segment.load(raw)
-        self._cache = {first: segment}  # one segment at a time in memory
+        self._remember(segment)
         return segment
+
+    def _remember(self, segment: Segment) -> None:
+        """Keep the first few undelivered segments in memory (the deliverer reads them
+        next, and need not read back what this process just wrote); a queue that is
+        not moving holds no more than that."""
+        if len(self._cache) < _CACHED_SEGMENTS:
+            self._cache[segment.first] = segment
 
     def _report(self) -> None:
         metrics.QUEUE_DEPTH.labels(self.consumer_id).set(self.depth)
