@@ -214,3 +214,21 @@ async def test_two_processes_on_one_bucket_deliver_each_event_once_and_lose_none
     finally:
         for d in dispatchers:
             await d.stop()
+
+
+async def test_a_dead_endpoint_holds_up_neither_pushes_nor_other_endpoints() -> None:
+    world = World()
+    store = world.store()
+    dead = FakeConsumer("dead", clock=world.clock, up=False, accepts=manifest_pushes)
+    alive = FakeConsumer("alive", clock=world.clock, accepts=manifest_pushes)
+    dispatcher = world.dispatcher(store, dead, alive)
+    dispatcher.start()
+    try:
+        for i in range(20):
+            await push(store, f"team/r{i % 4}", f"v{i}")  # none waits for an endpoint
+            await world.clock.advance(1)
+        await world.until(lambda: len(alive.events) == 20)
+        assert dead.events == [] and len(dead.attempts) > 1
+        assert dispatcher.queues["endpoint/dead"].depth == 20
+    finally:
+        await dispatcher.stop()
