@@ -16,6 +16,7 @@ from registry.auth import Authorizer, TokenService, authorize_request
 from registry.config import Config, load_config
 from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
+from registry.events import EventService
 from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
@@ -48,6 +49,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     store = open_store(config, driver=driver, observer=observer)
     # Immutable tags and quotas listen to the store's changes (registry/policy).
     governance = install_policy(store, config.policy)
+    # Events (docs/events.md): its recorder is the store's last change listener.
+    events = EventService(store, config)
 
     inflight = InflightRequests()
 
@@ -59,11 +62,13 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         upkeep = governance.background()
         if upkeep is not None:
             upkeep.start()
+        events.start()
         yield
         if upkeep is not None:
             await upkeep.stop()
         if collector is not None:
             await collector.stop()
+        await events.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
         await inflight.drain(grace=10.0)
         await store.close()
@@ -86,6 +91,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     app.state.config = config
     app.state.store = store
     app.state.policy = governance
+    app.state.events = events
     app.state.readonly = ReadOnlyState(
         store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )
@@ -105,6 +111,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:
+        await events.request_failed()  # what it recorded never happens (docs/events.md)
         return error_response(exc, head=request.method == "HEAD")
 
     @app.exception_handler(HTTPException)
@@ -130,6 +137,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, exc: StorageError) -> Response:
+        await events.request_failed()
         log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(
             RegistryError(errors.UNAVAILABLE, "storage backend error"),
@@ -138,6 +146,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        await events.request_failed()
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
 

@@ -14,6 +14,7 @@ from registry.auth import commands as auth_commands
 from registry.banner import StartFacts, print_banner, registry_version
 from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, load_or_exit
+from registry.events import command as events_command
 from registry.gc import command as gc_command
 from registry.policy import command as usage_command
 from registry.preflight import storage_unreachable
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops_commands.add_commands(commands)
     gc_command.add_command(commands)
     usage_command.add_command(commands)
+    events_command.add_command(commands)
     auth_commands.add_commands(commands)
     return parser
 

@@ -8,6 +8,8 @@ are matched against field names greedily, so ``REGISTRY_STORAGE_S3_ENDPOINT_URL`
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -451,6 +454,128 @@ class PolicyConfig(Section):
                 rule.name = f"immutable_tags[{i}]"
         return self
 
+# --- notifications: docs/events.md is the reference; registry/events/ records and delivers.
+
+# An endpoint's name is part of storage paths (its queue) and of metric labels.
+_ENDPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+
+
+def check_signing_secret(secret: SecretStr) -> SecretStr:
+    """A Standard Webhooks secret: ``whsec_`` and 24 to 64 random bytes in base64."""
+    value = secret.get_secret_value()
+    if not value.startswith(SIGNING_SECRET_PREFIX):
+        raise ValueError(
+            "a signing secret starts with whsec_ followed by base64 (make one with: "
+            "python3 -c \"import base64,os; print('whsec_' + "
+            "base64.b64encode(os.urandom(32)).decode())\")"
+        )
+    try:
+        key = base64.b64decode(value[len(SIGNING_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a signing secret's part after whsec_ must be base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a signing secret holds 24 to 64 bytes (32 is usual)")
+    return secret
+
+
+SigningSecret = Annotated[SecretStr, AfterValidator(check_signing_secret)]
+
+
+def _header_values(value: Any) -> Any:
+    # distribution writes every header value as a list; a single string is accepted too.
+    if isinstance(value, dict):
+        return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+class NotificationIgnoreConfig(Section):
+    mediatypes: list[str] = []
+    actions: list[Literal["push", "pull", "mount", "delete", "create"]] = []
+    # Changes made for these origins are not sent (replication: no loops between sites).
+    origins: list[Literal["client", "proxy", "replication", "gc", "internal"]] = []
+
+
+class NotificationEndpointConfig(Section):
+    name: str = Field(pattern=_ENDPOINT_NAME)
+    disabled: bool = False
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    # Static headers of every request (e.g. Authorization); values are lists, as in
+    # distribution. Never logged.
+    headers: Annotated[dict[str, list[str]], BeforeValidator(_header_values)] = Field(
+        default={}, repr=False
+    )
+    timeout: Duration = Field(default=1.0, gt=0)
+    # After `threshold` consecutive failures the wait doubles from `backoff` on, up to
+    # `maxbackoff`; before that it is `backoff` (jittered either way).
+    threshold: int = Field(default=10, ge=1)
+    backoff: Duration = Field(default=1.0, gt=0)
+    maxbackoff: Duration = Field(default=300.0, gt=0)
+    # Attempts after the first; then the events go to the dead letters.
+    maxretries: int = Field(default=20, ge=0)
+    # Events waiting for this endpoint in storage; more are dropped (counted, logged).
+    queue_limit: int = Field(default=10000, ge=1)
+    # Most events per request, when that many wait (distribution's envelope holds a list;
+    # 1: one event per request, for receivers that read only the first).
+    batch: int = Field(default=10, ge=1, le=100)
+    format: Literal["distribution", "cloudevents"] = "distribution"
+    ignoredmediatypes: list[str] = []
+    ignore: NotificationIgnoreConfig = NotificationIgnoreConfig()
+    # Only events of these repositories (docs/patterns.md).
+    repositories: list[RepositoryPattern] = Field(default=["**"], min_length=1)
+    # Standard Webhooks signing (whsec_...); two while rotating: each request is signed
+    # with both. Never logged.
+    secrets: list[SigningSecret] = Field(default=[], max_length=2)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> NotificationEndpointConfig:
+        if self.maxbackoff < self.backoff:
+            raise rule_error("must not be shorter than backoff", "maxbackoff")
+        return self
+
+
+class NotificationEventsConfig(Section):
+    # Manifest events list the descriptors the manifest references (distribution's name).
+    includereferences: bool = False
+    # Record pulls: manifest GET and HEAD, blob GET (a write per pull).
+    pulls: bool = False
+    # With pulls: a manifest HEAD counts as a pull (clients send one before each GET).
+    headpulls: bool = True
+    # The registry's external URL, for target.url; unset: the URL each request came to.
+    baseurl: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+
+
+class NotificationsConfig(Section):
+    events: NotificationEventsConfig = NotificationEventsConfig()
+    endpoints: list[NotificationEndpointConfig] = []
+    # The storage lease that lets one process of all deliver (docs/events.md).
+    lease_ttl: Duration = Field(default=30.0, ge=2)
+    # How often the delivering process looks for events recorded by other processes.
+    poll_interval: Duration = Field(default=1.0, gt=0)
+    # A recorded change not visible after this long (a crash stopped it) is dropped.
+    inflight_timeout: Duration = Field(default=300.0, gt=0)
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _yaml_list(cls, v: Any) -> Any:
+        # REGISTRY_NOTIFICATIONS_ENDPOINTS carries the list as YAML (or JSON) text.
+        return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotificationsConfig:
+        seen: set[str] = set()
+        for i, endpoint in enumerate(self.endpoints):
+            if endpoint.name in seen:
+                raise rule_error(
+                    f"two endpoints are named {endpoint.name!r}", "endpoints", i, "name"
+                )
+            seen.add(endpoint.name)
+        return self
+
+    @property
+    def active_endpoints(self) -> list[NotificationEndpointConfig]:
+        return [e for e in self.endpoints if not e.disabled]
+
 
 class Config(Section):
     http: HttpConfig = HttpConfig()
@@ -462,6 +587,7 @@ class Config(Section):
     auth: AuthConfig = AuthConfig()
     gc: GcConfig = GcConfig()
     policy: PolicyConfig = PolicyConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

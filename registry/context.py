@@ -25,6 +25,7 @@ class RequestContext:
     method: str = ""
     user_agent: str = ""
     actor: str | None = None  # the authenticated user; None: anonymous or no auth
+    scheme: str = ""  # http or https, as the client used it (events build URLs from it)
 
 
 _DEFAULT = RequestContext()  # frozen: safe to share
@@ -58,5 +59,6 @@ async def bind_request_context(request: Request) -> None:
             method=request.method,
             user_agent=request.headers.get("user-agent", ""),
             actor=getattr(identity, "name", None),
+            scheme=str(request.scope.get("scheme", "http")),
         )
     )

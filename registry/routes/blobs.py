@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from registry import events
 from registry.reference import parse_digest, parse_range
 from registry.routes.params import check_delete_enabled, repository, store_of
 
@@ -23,6 +24,7 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
         "Accept-Ranges": "bytes",
         "Cache-Control": "max-age=31536000",
     }
+    await events.blob_pulled(request, name, str(d), info.size)
     if request.method == "GET":
         url = await store.blobs.redirect_url(d)
         if url is not None:

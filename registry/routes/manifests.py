@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry import errors
+from registry import errors, events
 from registry.errors import RegistryError
 from registry.routes.params import check_delete_enabled, config_of, repository, store_of
 
@@ -18,6 +18,9 @@ async def get_manifest(request: Request, name: str, reference: str) -> Response:
     name = repository(name)
     manifests = store_of(request).manifests
     stored = await manifests.resolve(name, reference)
+    await events.manifest_pulled(
+        request, name, reference, str(stored.digest), stored.media_type, stored.size
+    )
     etag = f'"{stored.digest}"'
     headers = {
         "Docker-Content-Digest": str(stored.digest),

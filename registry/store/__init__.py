@@ -37,6 +37,7 @@ from registry.store.objects import (
     StoredObject,
     Tag,
 )
+from registry.store.outbox import Outbox
 from registry.store.referrers import ReferrersIndex
 from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
@@ -90,6 +91,7 @@ class RegistryStore:
         # Quotas and immutable tags (registry/policy) keep their records here.
         self.usage_log = UsageLog(driver, clock)
         self.tag_intents = TagIntents(driver, clock)
+        self.outbox = Outbox(driver, clock)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -173,6 +175,7 @@ __all__ = [
     "MaintenanceFlag",
     "ManifestStore",
     "ObjectInfo",
+    "Outbox",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",

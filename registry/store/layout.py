@@ -33,6 +33,15 @@
     quotas/<ledger>/c-<ms>-<random>                       a checkpoint of the folded journal
     quotas/<ledger>/r-<ms>-<bytes>-<id>                   empty: bytes a push in flight holds
                                                           (all three: store/usage_log.py)
+    events/pending/<time>-<instance>                      a change recorded before it became
+                                                          visible, with its events (JSON)
+    events/settled/<time>-<instance>                      empty: the request that recorded it
+                                                          has ended in an error
+    events/queues/<kind>/<name>/<seq>                     confirmed events waiting for one
+                                                          consumer, from event <seq> on (JSON)
+    events/cursors/<kind>/<name>                          how far that consumer got (JSON)
+    events/dead/<kind>/<name>/<seq>                       its dead letters (JSON)
+                                                          (store/outbox.py, registry/events/)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -78,6 +87,11 @@ LEASES = "leases"
 TAG_INTENTS = "tag-intents"
 QUOTAS = "quotas"
 CLOCKS = "clocks"
+EVENTS = "events"
+# Consumers of the event outbox: a kind (who reads) and a name (one path component).
+CONSUMER_KINDS = ("endpoint", "replication")
+_CONSUMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_OUTBOX_KEY = re.compile(r"^[0-9]{17}-[0-9a-f]{8,32}$")
 # Names of leases and clocks: one path component, as the features that hold them are named.
 _LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -245,6 +259,61 @@ def lease(name: str) -> str:
 
 def clock_probe(name: str) -> str:
     return f"{GC}/clock" if name == GC else f"{CLOCKS}/{check_lease_name(name)}"
+
+
+def check_consumer(consumer: str) -> str:
+    """``consumer`` (``<kind>/<name>``) if it may name an outbox consumer, else ValueError."""
+    kind, _, name = consumer.partition("/")
+    if kind not in CONSUMER_KINDS or not _CONSUMER_NAME.match(name):
+        raise ValueError(f"invalid event consumer: {consumer!r}")
+    return consumer
+
+
+def check_outbox_key(key: str) -> str:
+    if not _OUTBOX_KEY.match(key):
+        raise ValueError(f"invalid outbox key: {key!r}")
+    return key
+
+
+def outbox_pending() -> str:
+    return f"{EVENTS}/pending"
+
+
+def outbox_record(key: str) -> str:
+    return f"{EVENTS}/pending/{check_outbox_key(key)}"
+
+
+def outbox_settled() -> str:
+    return f"{EVENTS}/settled"
+
+
+def outbox_settled_marker(key: str) -> str:
+    return f"{EVENTS}/settled/{check_outbox_key(key)}"
+
+
+def outbox_consumers(area: str) -> str:
+    """``events/queues``, ``events/cursors`` or ``events/dead``."""
+    return f"{EVENTS}/{area}"
+
+
+def outbox_queue(consumer: str) -> str:
+    return f"{EVENTS}/queues/{check_consumer(consumer)}"
+
+
+def outbox_segment(consumer: str, seq: int) -> str:
+    return f"{outbox_queue(consumer)}/{seq:016d}"
+
+
+def outbox_cursor(consumer: str) -> str:
+    return f"{EVENTS}/cursors/{check_consumer(consumer)}"
+
+
+def outbox_dead(consumer: str) -> str:
+    return f"{EVENTS}/dead/{check_consumer(consumer)}"
+
+
+def outbox_dead_letter(consumer: str, seq: int) -> str:
+    return f"{outbox_dead(consumer)}/{seq:016d}"
 
 
 def uploading_marker(name: str) -> str:
