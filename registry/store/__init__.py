@@ -37,6 +37,7 @@ from registry.store.objects import (
     StoredObject,
     Tag,
 )
+from registry.store.proxy import FillClaim, ProxyRecords, ReferrersList, TagCheck
 from registry.store.referrers import ReferrersIndex
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
@@ -76,6 +77,7 @@ class RegistryStore:
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
         self.usage = UsageSnapshots(driver)
+        self.proxy = ProxyRecords(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -148,6 +150,7 @@ __all__ = [
     "Clock",
     "Cutoff",
     "Cycle",
+    "FillClaim",
     "Lease",
     "LeaseLostError",
     "LeaseRecord",
@@ -155,9 +158,11 @@ __all__ = [
     "MaintenanceFlag",
     "ManifestStore",
     "ObjectInfo",
+    "ProxyRecords",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
+    "ReferrersList",
     "RegistryStore",
     "RepositoryUsage",
     "Revision",
@@ -165,6 +170,7 @@ __all__ = [
     "StoredManifest",
     "StoredObject",
     "Tag",
+    "TagCheck",
     "TagStore",
     "UploadOffsetError",
     "UploadState",
