@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from storage_backends import Driver
 from tests.asgi_registry import InProcessRegistry
 from tests.auth.conftest import PASSWORD, auth_section, unique
 from tests.conftest import start_server
@@ -106,16 +107,20 @@ def cache(
 def in_process_cache(
     upstreams: Upstreams,
 ) -> Iterator[Callable[..., InProcessRegistry]]:
-    """``in_process_cache(*entries, **proxy)``: a started in-process cache of the shared
-    upstreams (plus ``entries``), stopped after the test."""
+    """``in_process_cache(*entries, config=None, driver=None, **proxy)``: a started
+    in-process cache of the shared upstreams (plus ``entries``; ``proxy`` settings and
+    other ``config`` sections), stopped after the test."""
     started: list[InProcessRegistry] = []
 
     def make(
-        *entries: dict[str, Any], config: dict[str, Any] | None = None, **proxy: Any
+        *entries: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        driver: Driver | None = None,
+        **proxy: Any,
     ) -> InProcessRegistry:
         doc = cache_config(upstreams, *entries, **proxy)
         doc.update(config or {})
-        registry = InProcessRegistry(doc)
+        registry = InProcessRegistry(doc, driver)
         registry.start()
         started.append(registry)
         return registry
