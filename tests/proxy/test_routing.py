@@ -3,6 +3,7 @@ and the configuration rules of ``proxy``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from registry.config import Config, ProxyUpstreamConfig, load_config
+from registry.preflight import check_files
 from registry.proxy.routing import MIRROR_PATH, Routes
 from registry.reference import is_valid_name
 
@@ -191,3 +193,20 @@ def test_the_upstream_list_comes_from_the_environment_and_credentials_stay_secre
     assert hub.ns_hosts == ("registry-1.docker.io", "docker.io", "index.docker.io")
     assert hub.library_prefix and loaded.proxy.max_size == 2 * 1024**4
     assert "hunter22" not in repr(loaded) and "hunter22" not in str(loaded.model_dump())
+
+
+def test_check_config_names_unreadable_password_files_and_ca_bundles(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    loaded = config(
+        up("a", credentials={"username": "u", "password_file": str(tmp_path / "missing")}),
+        up("b", credentials={"username": "u", "password_env": "PROXY_TEST_UNSET_VARIABLE"}),
+        up("c", ca_bundle=str(tmp_path / "ca.pem")),
+        up("d", credentials={"username": "u", "password": "fine"}),
+    )
+    found = {f.loc: f.message for f in check_files(loaded) if f.loc[0] == "proxy"}
+    assert set(found) == {
+        ("proxy", "upstreams", 0, "credentials", "password_file"),
+        ("proxy", "upstreams", 1, "credentials", "password_env"),
+        ("proxy", "upstreams", 2, "ca_bundle"),
+    }
+    assert "does not exist" in found[("proxy", "upstreams", 0, "credentials", "password_file")]
