@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.proxy")
 
+PIECE = 1024 * 1024  # the upstream's body is taken in pieces of this size (the last: less)
 HEARTBEAT = 5.0
 CLAIM_STALE = 30.0
 SPOOL_WAIT = 2.0  # how long a follower waits for a fresh claim to name its spool
@@ -100,7 +101,9 @@ class Fill:
                 if self.storing:
                     upload = await store.uploads.create(route.local)
                 try:
-                    stream = await client.open_blob(route.remote, self.digest)
+                    stream = await client.open_blob(
+                        route.remote, self.digest, chunk_size=PIECE
+                    )
                 except RemoteError as exc:
                     raise spec_error(exc, "blob", {"digest": str(self.digest)}) from None
                 async with stream:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,7 @@ class Pull:
     digest: str | None = None
     size: int = 0
     first_byte: float | None = None
+    done: float | None = None
     error: str | None = None
 
 
@@ -71,6 +73,7 @@ def pull(url: str, start: float) -> Pull:
                     out.first_byte = time.monotonic() - start
                 hasher.update(chunk)
                 out.size += len(chunk)
+        out.done = time.monotonic() - start
         out.digest = "sha256:" + hasher.hexdigest()
     except (httpx.HTTPError, AssertionError) as exc:
         out.error = f"{type(exc).__name__}: {exc}"
@@ -84,6 +87,8 @@ def test_fifty_clients_of_one_uncached_100mib_blob_make_one_upstream_get(
     repo = repo_name()
     digest = seed_blob(upstreams, "dist", repo, data)
     url = f"{cache.url}/v2/dist/{repo}/blobs/{digest}"
+    # The upstream sends the body in 5 s, so that "streams while it stores" shows.
+    upstreams.dist.fault(method="GET", path="/blobs/", rate=20 * 1024 * 1024)
     start = time.monotonic()
     with ThreadPoolExecutor(50) as pool:
         pulls = list(pool.map(lambda _: pull(url, start), range(50)))
@@ -91,10 +96,17 @@ def test_fifty_clients_of_one_uncached_100mib_blob_make_one_upstream_get(
     assert {p.digest for p in pulls} == {digest}
     assert {p.size for p in pulls} == {len(data)}
     assert upstreams.dist.count("GET", "/blobs/") == 1
-    slowest_first_byte = max(p.first_byte or 0 for p in pulls)
-    assert slowest_first_byte < 5.0, slowest_first_byte
     assert wait_stored(cache, digest) == data
     assert cache.stray_files() == []
+    # Every client had its first byte long before the upstream's last one: nobody waited
+    # for the blob to be stored (absolute figures on an idle machine: benchmarks/proxy.py).
+    stored_at = blob_path(cache, digest).stat().st_mtime - (time.time() - time.monotonic())
+    slowest_first_byte = max(p.first_byte or 0 for p in pulls) + start
+    assert slowest_first_byte < stored_at - 1.0, (slowest_first_byte - start, stored_at - start)
+    with cache.client() as c:
+        metrics = c.get("/metrics").text
+    coalesced = re.search(r'registry_proxy_coalesced_waits_total\{upstream="dist"\} (\S+)', metrics)
+    assert coalesced is not None and float(coalesced.group(1)) >= 49
 
 
 def test_a_client_that_gives_up_does_not_stop_the_fetch(
@@ -104,7 +116,7 @@ def test_a_client_that_gives_up_does_not_stop_the_fetch(
     repo = repo_name()
     digest = seed_blob(upstreams, "reg", repo, data)
     # A slow upstream body (2 s): the client leaves long before its end.
-    upstreams.reg.fault(method="GET", path="/blobs/", rate=2 * 1024 * 1024)
+    upstreams.reg.fault(method="GET", path="/blobs/", rate=2 * 1024 * 1024, times=None)
     url = f"{cache.url}/v2/reg/{repo}/blobs/{digest}"
     with httpx.Client(timeout=30) as c, c.stream("GET", url) as r:
         assert r.status_code == 200
@@ -136,7 +148,8 @@ def test_a_faulty_upstream_body_leaves_no_cache_entry_and_cuts_the_client(
     repo = repo_name()
     digest = seed_blob(upstreams, which, repo, data)
     front = upstreams.front(which)
-    front.fault(method="GET", path="/blobs/", **fault)
+    # Every GET (also one that meets the token challenge) until the fault heals.
+    front.fault(method="GET", path="/blobs/", times=None, **fault)
     url = f"{cache.url}/v2/{which}/{repo}/blobs/{digest}"
     with (
         httpx.Client(timeout=30) as c,
@@ -149,7 +162,7 @@ def test_a_faulty_upstream_body_leaves_no_cache_entry_and_cuts_the_client(
     time.sleep(0.2)  # the fetch's cleanup runs after the client's connection is cut
     assert not blob_path(cache, digest).exists()
     assert cache.stray_files() == []
-    # The fault healed: the next pull is whole, and cached.
+    front.clear()  # the fault heals: the next pull is whole, and cached
     with httpx.Client(timeout=30) as c:
         r = c.get(url)
         assert r.status_code == 200 and r.content == data
