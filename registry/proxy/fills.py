@@ -221,7 +221,7 @@ class Fills:
         self.spool_dir = spool_dir
         self.owner = uuid.uuid4().hex
         self._fills: dict[Digest, Fill] = {}
-        self._locks: dict[Digest, asyncio.Lock] = {}
+        self._locks: dict[Digest, tuple[asyncio.Lock, int]] = {}
 
     async def clock_sleep(self, seconds: float) -> None:
         await self.store.clock.sleep(seconds)
@@ -252,13 +252,18 @@ class Fills:
         """Where this request reads the uncached blob from: a fill of this process
         (joined or started), or another process's spool; None when the blob has been
         stored meanwhile (serve it from the store)."""
-        lock = self._locks.setdefault(digest, asyncio.Lock())
+        # One decision at a time per digest; the lock lives while anyone holds or awaits it.
+        lock, users = self._locks.get(digest, (asyncio.Lock(), 0))
+        self._locks[digest] = (lock, users + 1)
         try:
             async with lock:
                 return await self._source(route, digest)
         finally:
-            if not lock.locked() and self._locks.get(digest) is lock:
+            lock, users = self._locks[digest]
+            if users == 1:
                 del self._locks[digest]
+            else:
+                self._locks[digest] = (lock, users - 1)
 
     async def _source(self, route: Route, digest: Digest) -> BlobSource | None:
         fill = self.running(digest)
