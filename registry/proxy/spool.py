@@ -20,7 +20,7 @@ import contextlib
 import os
 import tempfile
 
-READ_MAX = 1024 * 1024  # bytes a reader takes from the file at once
+READ_MAX = 256 * 1024  # bytes a reader takes from the file at once
 MAX_PENDING = 8 * 1024 * 1024  # bytes gathered before the fill waits for the disk
 
 
