@@ -10,6 +10,9 @@ from collections.abc import Callable
 import yaml
 
 from registry.config import Config
+from registry.context import current
+from registry.store import RegistryStore
+from registry.store.changes import Change
 from tests.asgi_registry import InProcessRegistry
 from tests.images import OCI_MANIFEST, image, push_image
 from tests.proxy.conftest import Upstreams, repo_name, upstream_entry
@@ -49,3 +52,45 @@ def test_the_documented_configurations_load() -> None:
         Config.model_validate(block)
     daemon = json.loads(doc_block("{"))
     assert daemon["registry-mirrors"] == ["http://cache.example.com:5000"]
+
+
+def test_store_writes_of_the_cache_are_made_as_the_proxy(
+    upstreams: Upstreams, in_process_cache: MakeCache
+) -> None:
+    """Events, quotas and immutable tags tell cache fills from client pushes by origin."""
+    cache = in_process_cache()
+    seen: list[tuple[str, str]] = []
+
+    class Listener:
+        async def before(self, change: Change) -> None:
+            seen.append((type(change).__name__, current().origin))
+
+    store: RegistryStore = cache.app.state.store
+    store.changes.listen(Listener())
+    repo = repo_name()
+    img = image(layers=1)
+    upstreams.seed("dist", repo, img)
+    with cache.client() as c:
+        assert c.get(f"/v2/dist/{repo}/manifests/v1").status_code == 200
+        for digest in img.blobs:
+            assert c.get(f"/v2/dist/{repo}/blobs/{digest}").status_code == 200
+        push_image(c, repo_name("local"), image(layers=1), "v1")
+    fills = [s for s in seen if s[1] == "proxy"]
+    pushes = [s for s in seen if s[1] == "client"]
+    assert ("ManifestPushed", "proxy") in fills and ("BlobPushed", "proxy") in fills
+    assert len([s for s in fills if s[0] == "BlobPushed"]) == len(img.blobs)
+    assert ("ManifestPushed", "client") in pushes and ("BlobPushed", "client") in pushes
+
+
+def test_docker_hubs_ratelimit_remaining_is_a_metric(
+    upstreams: Upstreams, in_process_cache: MakeCache
+) -> None:
+    cache = in_process_cache()
+    repo = repo_name()
+    upstreams.seed("dist", repo, image(layers=1))
+    limits = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600"}
+    upstreams.dist.fault(path="/manifests/", headers=limits)
+    with cache.client() as c:
+        assert c.get(f"/v2/dist/{repo}/manifests/v1").status_code == 200
+        metrics = c.get("/metrics").text
+    assert 'registry_proxy_ratelimit_remaining{upstream="dist"} 76.0' in metrics
