@@ -21,6 +21,8 @@ from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.policy import install as install_policy
+from registry.proxy import MirrorRouting, open_cache
+from registry.proxy.handlers import refuse_writes_to_caches
 from registry.request_log import RequestLogMiddleware, setup_logging
 from registry.routes import (
     base,
@@ -63,12 +65,16 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         if upkeep is not None:
             upkeep.start()
         events.start()
+        if cache is not None:
+            cache.start()
         yield
         if upkeep is not None:
             await upkeep.stop()
         if collector is not None:
             await collector.stop()
         await events.stop()
+        if cache is not None:
+            await cache.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
         await inflight.drain(grace=10.0)
         await store.close()
@@ -85,6 +91,7 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         dependencies=[
             Depends(authorize_request),
             Depends(refuse_writes_when_readonly),
+            Depends(refuse_writes_to_caches),
             Depends(bind_request_context),
         ],
     )
@@ -96,6 +103,12 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )
     app.state.readiness = ReadinessCheck(store.ping, config.health.storage_timeout)
+
+    async def paused() -> bool:
+        return await app.state.readonly.flag() is not None
+
+    cache = open_cache(config, store, paused)
+    app.state.proxy = cache
     authorizer = Authorizer.from_config(config.auth)  # None: auth.mode none
     app.state.authorizer = authorizer
 
@@ -151,7 +164,10 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         return error_response(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
 
     # The last added is the outermost. RequestLogMiddleware counts status and bytes once
-    # for the log line and the metrics, so MetricsMiddleware must sit inside it.
+    # for the log line and the metrics, so MetricsMiddleware must sit inside it; the
+    # cache's mirror routing innermost, so that they see requests as clients sent them.
+    if cache is not None:
+        app.add_middleware(MirrorRouting, routes=cache.routes, store=store)
     if config.metrics.enabled:
         app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(RequestLogMiddleware, enabled=config.log.access_log)

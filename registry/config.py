@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from registry.patterns import check_repository_pattern, check_tag_pattern, literal_prefix
+from registry.remote.settings import RemoteSettings
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -576,6 +578,143 @@ class NotificationsConfig(Section):
     def active_endpoints(self) -> list[NotificationEndpointConfig]:
         return [e for e in self.endpoints if not e.disabled]
 
+# --- proxy: docs/proxy.md is the reference; registry/proxy/ serves from these.
+
+_UPSTREAM_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+DOCKER_HUB_HOSTS = ("registry-1.docker.io", "docker.io", "index.docker.io")
+
+
+class ProxyUpstreamConfig(RemoteSettings):
+    """One upstream of the pull-through cache: how to reach it (``url``, ``credentials``,
+    ``ca_bundle``/``insecure``, ``timeouts`` as in registry/remote/settings.py) and how
+    it is served here."""
+
+    name: str  # in metrics, logs and lease names: [a-z][a-z0-9-]*
+    # The local namespace that serves it: <registry>/<namespace>/<upstream repository>.
+    # Default: the name.
+    namespace: str | None = None
+    # The ``ns`` values (containerd's upstream host[:port]) routed here. Default: the
+    # url's host[:port], and docker.io, index.docker.io for Docker Hub.
+    hosts: list[str] = []
+    # A tag is revalidated upstream (HEAD) when its last check is older than this.
+    tag_ttl: Duration = Field(default=300.0, ge=0)
+    # How old a cached tag may be and still be served when the upstream fails (None:
+    # any age).
+    max_stale: Duration | None = None
+    # Docker's registry-mirrors: requests without ``ns`` for a name outside every
+    # namespace and not stored here go to this upstream (at most one).
+    default: bool = False
+    # Accept pushes into the namespace (tags pushed here are served as they are).
+    writable: bool = False
+    # One-component names get ``library/`` upstream (Docker Hub's official images).
+    # None: on for Docker Hub.
+    library: bool | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> ProxyUpstreamConfig:
+        from registry.reference import is_valid_name  # imports registry.errors only
+
+        if not _UPSTREAM_NAME.match(self.name):
+            raise rule_error(
+                f"{self.name!r}: an upstream name is lowercase letters, digits and '-', "
+                "starting with a letter",
+                "name",
+            )
+        if self.namespace is not None and not is_valid_name(self.namespace):
+            raise rule_error(
+                f"{self.namespace!r} is not a repository name (docs/proxy.md)", "namespace"
+            )
+        for i, host in enumerate(self.hosts):
+            if not host or host != host.strip() or "/" in host or host.lower() != host:
+                raise rule_error(f"{host!r}: write a lowercase host[:port]", "hosts", i)
+        return self
+
+    @property
+    def local_namespace(self) -> str:
+        return self.namespace or self.name
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return (urlsplit(self.url).hostname or "") in DOCKER_HUB_HOSTS
+
+    @property
+    def ns_hosts(self) -> tuple[str, ...]:
+        """The ``ns`` values routed to this upstream."""
+        if self.hosts:
+            return tuple(self.hosts)
+        own = urlsplit(self.url).netloc.lower()
+        hub = DOCKER_HUB_HOSTS if self.is_docker_hub else ()
+        return tuple(dict.fromkeys([own, *hub]))
+
+    @property
+    def library_prefix(self) -> bool:
+        return self.is_docker_hub if self.library is None else self.library
+
+
+class ProxyConfig(Section):
+    upstreams: list[ProxyUpstreamConfig] = []
+    # Cached manifests not pulled for this long are evicted (None: never).
+    evict_after: Duration | None = Field(default=7 * 86400.0, gt=0)
+    # Evict the least recently pulled cached images while the cache holds more (None:
+    # no limit). Counted from what cached manifests reference, each blob once.
+    max_size: Annotated[ByteSize, Field(gt=0)] | None = None
+    eviction_interval: Duration = Field(default=3600.0, gt=0)
+    # The storage lease that lets one process evict at a time.
+    lease_ttl: Duration = Field(default=60.0, ge=5)
+    # How stale the stored last-pulled time of a manifest may get: each process writes
+    # it at most once per this period (reads never write storage each time).
+    pulled_resolution: Duration = Field(default=3600.0, gt=0)
+    # Where blobs being fetched are spooled so that every client follows one upstream
+    # GET (default: the system's temporary folder). Workers of one host share it.
+    spool_dir: str | None = None
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _yaml_list(cls, v: Any) -> Any:
+        # REGISTRY_PROXY_UPSTREAMS carries the list as YAML (or JSON) text.
+        return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ProxyConfig:
+        names: dict[str, int] = {}
+        namespaces: dict[str, int] = {}
+        hosts: dict[str, int] = {}
+        default: int | None = None
+        for i, upstream in enumerate(self.upstreams):
+            if upstream.name in names:
+                raise rule_error(f"{upstream.name!r} is used twice", "upstreams", i, "name")
+            names[upstream.name] = i
+            ns = upstream.local_namespace
+            for other, j in namespaces.items():
+                if ns == other or ns.startswith(other + "/") or other.startswith(ns + "/"):
+                    raise rule_error(
+                        f"namespace {ns!r} overlaps {other!r} of upstreams[{j}]: a name must "
+                        "lead to one upstream",
+                        "upstreams",
+                        i,
+                        "namespace",
+                    )
+            namespaces[ns] = i
+            for host in upstream.ns_hosts:
+                if host in hosts:
+                    raise rule_error(
+                        f"ns {host!r} is routed to upstreams[{hosts[host]}] already",
+                        "upstreams",
+                        i,
+                        "hosts",
+                    )
+                hosts[host] = i
+            if upstream.default:
+                if default is not None:
+                    raise rule_error(
+                        f"upstreams[{default}] is the default already: at most one",
+                        "upstreams",
+                        i,
+                        "default",
+                    )
+                default = i
+        return self
+
 
 class Config(Section):
     http: HttpConfig = HttpConfig()
@@ -588,6 +727,7 @@ class Config(Section):
     gc: GcConfig = GcConfig()
     policy: PolicyConfig = PolicyConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    proxy: ProxyConfig = ProxyConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

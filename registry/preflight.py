@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from registry.auth.tokens import load_or_create_signing_key, read_jwks_file, read_pem_file
-from registry.config import AuthConfig, Config, HttpConfig, StorageConfig
+from registry.config import AuthConfig, Config, HttpConfig, ProxyConfig, StorageConfig
 from storage_backends.factory import open_driver
 
 Severity = Literal["error", "warning"]
@@ -43,6 +43,7 @@ def check_files(config: Config) -> list[Finding]:
     return [
         *_tls_files(config.http),
         *_auth_files(config.auth),
+        *_proxy_files(config.proxy),
         *_data_folder(config.storage),
     ]
 
@@ -157,6 +158,37 @@ def _auth_files(auth: AuthConfig) -> list[Finding]:
         except ValueError as exc:  # the readers' own messages name the file
             text = str(exc)
             found.append(Finding(loc, text if text.startswith(path) else f"{_shown(path)}: {text}"))
+    return found
+
+
+def _proxy_files(proxy: ProxyConfig) -> list[Finding]:
+    """Each upstream's password file or variable and CA bundle (never their content)."""
+    found: list[Finding] = []
+    for i, upstream in enumerate(proxy.upstreams):
+        at: Loc = ("proxy", "upstreams", i)
+        credentials = upstream.credentials
+        if credentials is not None and credentials.password_file is not None:
+            read = _read((*at, "credentials", "password_file"), credentials.password_file)
+            if isinstance(read, Finding):
+                found.append(read)
+        variable = credentials.password_env if credentials is not None else None
+        if variable is not None and variable not in os.environ:
+            found.append(
+                Finding(
+                    (*at, "credentials", "password_env"),
+                    f"the environment variable {variable} is not set",
+                )
+            )
+        if upstream.ca_bundle:
+            read = _read((*at, "ca_bundle"), upstream.ca_bundle)
+            if isinstance(read, Finding):
+                found.append(read)
+            elif "CERTIFICATE" not in _pem_labels(read):
+                found.append(
+                    Finding(
+                        (*at, "ca_bundle"), f"{_shown(upstream.ca_bundle)} holds no PEM certificate"
+                    )
+                )
     return found
 
 

@@ -49,6 +49,7 @@ class Fault:
     retry_after: str | None = None  # with ``status``
     delay_headers: float = 0.0  # wait this long before the response headers
     cut_after: int | None = None  # close the connection after this many body bytes
+    rate: float | None = None  # relay the response body at most this many bytes a second
     truncate: int | None = None  # drop this many bytes from the end, Content-Length to match
     pad: bytes = b""  # append these bytes, Content-Length to match
     corrupt: bool = False  # flip one byte in the middle of the body
@@ -345,12 +346,15 @@ class FaultProxy:
             writer, response.status_code, headers, int(declared) if declared else None
         )
         budget = fault.cut_after if fault is not None else None
-        async for chunk in response.aiter_raw():
+        rate = fault.rate if fault is not None else None
+        async for chunk in response.aiter_raw(64 * 1024 if rate else None):
             if budget is not None:
                 chunk = chunk[:budget]
                 budget -= len(chunk)
             writer.write(chunk)
             await writer.drain()
+            if rate:
+                await asyncio.sleep(len(chunk) / rate)
             if budget == 0:
                 transport = writer.transport
                 transport.abort()  # a cut connection, not a clean close

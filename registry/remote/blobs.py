@@ -9,6 +9,7 @@ checked for its length (a part cannot be checked against the digest).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -17,6 +18,9 @@ from typing import Any
 from registry.reference import ByteRange, Digest
 from registry.remote.errors import RemoteError, VerificationError
 from registry.remote.session import Answer, Session
+
+# Pieces at least this large are hashed in a thread (a large ``chunk_size``).
+THREAD_HASH_MIN = 256 * 1024
 
 
 def hasher_for(digest: Digest) -> Any:
@@ -117,7 +121,11 @@ class BlobStream:
                         raise self._fail(f"body is longer than {expected} bytes")
                 count += len(chunk)
                 if hasher is not None:
-                    hasher.update(chunk)
+                    if len(chunk) >= THREAD_HASH_MIN:
+                        # hashlib lets go of the GIL: the loop serves others meanwhile.
+                        await asyncio.to_thread(hasher.update, chunk)
+                    else:
+                        hasher.update(chunk)
                 if bucket is not None:
                     await bucket.take(len(chunk))
                 if expected is not None:

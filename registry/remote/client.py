@@ -108,9 +108,14 @@ def _push(repo: str) -> tuple[str, ...]:
     return (f"repository:{repo}:pull,push",)
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "¹", which int() refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def _length(headers: Any) -> int | None:
     value = headers.get("content-length")
-    return int(value) if value is not None and value.strip().isdigit() else None
+    return int(value) if value is not None and _digits(value.strip()) else None
 
 
 class RegistryClient:

@@ -123,7 +123,7 @@ def retry_after(header: str | None, now: float | None = None) -> float | None:
     if header is None:
         return None
     value = header.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(min(int(value), 7 * 86400))
     try:
         when = parsedate_to_datetime(value)

@@ -143,8 +143,8 @@ class Answer:
 
     async def read(self, limit: int) -> bytes:
         """The whole body, refused when larger than ``limit`` (nothing unbounded)."""
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = self.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise self._session.failure(
                 ProtocolError,
                 f"answer of {declared} bytes is over the {limit} byte limit",

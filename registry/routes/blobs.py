@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from registry import events
+from registry.proxy.handlers import proxied_blob
 from registry.reference import parse_digest, parse_range
 from registry.routes.params import check_delete_enabled, repository, store_of
 
@@ -16,6 +17,9 @@ router = APIRouter()
 @router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"])
 async def get_blob(request: Request, name: str, digest: str) -> Response:
     name, d = repository(name), parse_digest(digest)
+    proxied = await proxied_blob(request, name, d)
+    if proxied is not None:
+        return proxied
     store = store_of(request)
     info = await store.blobs.stat(name, d)
     headers = {

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from registry import errors, events
 from registry.errors import RegistryError
+from registry.proxy.handlers import proxied_manifest
 from registry.routes.params import check_delete_enabled, config_of, repository, store_of
 
 router = APIRouter()
@@ -16,6 +17,9 @@ router = APIRouter()
 @router.api_route("/v2/{name:path}/manifests/{reference}", methods=["GET", "HEAD"])
 async def get_manifest(request: Request, name: str, reference: str) -> Response:
     name = repository(name)
+    proxied = await proxied_manifest(request, name, reference)
+    if proxied is not None:
+        return proxied
     manifests = store_of(request).manifests
     stored = await manifests.resolve(name, reference)
     await events.manifest_pulled(

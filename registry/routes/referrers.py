@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.manifest import OCI_INDEX
+from registry.proxy.handlers import proxied_referrers
 from registry.reference import parse_digest
 from registry.routes.params import next_link, repository, store_of
 
@@ -24,6 +25,9 @@ PAGE = 1000  # descriptors per response
 @router.get("/v2/{name:path}/referrers/{digest:path}")
 async def list_referrers(request: Request, name: str, digest: str) -> Response:
     name, subject = repository(name), parse_digest(digest)
+    proxied = await proxied_referrers(request, name, subject)
+    if proxied is not None:
+        return proxied
     index = store_of(request).referrers
     artifact_type = request.query_params.get("artifactType")
     last = request.query_params.get("last") or None

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from registry import errors
 from registry.errors import RegistryError
+from registry.proxy.handlers import proxied_tags
 from registry.routes.params import next_link, page_params, repository, store_of
 
 router = APIRouter()
@@ -18,6 +19,9 @@ router = APIRouter()
 @router.get("/v2/{name:path}/tags/list")
 async def list_tags(request: Request, name: str) -> Response:
     name = repository(name)
+    proxied = await proxied_tags(request, name)
+    if proxied is not None:
+        return proxied
     manifests = store_of(request).manifests
     n, last = page_params(request)
     if not await manifests.repository_exists(name):

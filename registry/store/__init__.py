@@ -38,6 +38,7 @@ from registry.store.objects import (
     Tag,
 )
 from registry.store.outbox import Outbox
+from registry.store.proxy import FillClaim, ProxyRecords, ReferrersList, TagCheck
 from registry.store.referrers import ReferrersIndex
 from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
@@ -92,6 +93,7 @@ class RegistryStore:
         self.usage_log = UsageLog(driver, clock)
         self.tag_intents = TagIntents(driver, clock)
         self.outbox = Outbox(driver, clock)
+        self.proxy = ProxyRecords(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -166,6 +168,7 @@ __all__ = [
     "Cutoff",
     "Cycle",
     "EntryName",
+    "FillClaim",
     "JournalEntry",
     "Lease",
     "LeaseLostError",
@@ -176,9 +179,11 @@ __all__ = [
     "ManifestStore",
     "ObjectInfo",
     "Outbox",
+    "ProxyRecords",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
+    "ReferrersList",
     "RegistryStore",
     "RepositoryUsage",
     "Reservation",
@@ -187,6 +192,7 @@ __all__ = [
     "StoredManifest",
     "StoredObject",
     "Tag",
+    "TagCheck",
     "TagIntent",
     "TagIntents",
     "TagStore",

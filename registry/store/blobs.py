@@ -18,7 +18,7 @@ from registry.errors import RegistryError
 from registry.reference import ALGORITHMS, Digest, parse_digest
 from registry.store import layout
 from registry.store.catalog import Catalog
-from registry.store.changes import BlobMounted, BlobUnlinked, Changes
+from registry.store.changes import BlobMounted, BlobPushed, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
 from storage_backends import Driver, PathNotFoundError
 
@@ -114,12 +114,21 @@ class BlobStore:
         claim, which the collector honours for its grace period."""
         if not await self.is_linked(source, digest):
             return None
+        return await self.adopt(name, digest, source)
+
+    async def adopt(self, name: str, digest: Digest, source: str | None = None) -> BlobInfo | None:
+        """Link a stored blob into ``name`` whatever repository holds it; None when it is
+        not stored. For ``mount`` (after its source check) and the pull-through cache,
+        whose upstream has just confirmed that ``name`` holds the blob there."""
         started = self.claims.start()
         try:
             if digest not in await self.claims.claim([digest]):
                 return None
             info = await self._driver.stat(layout.blob_data(digest))
-            await self._changes.before(BlobMounted(name, digest, info.size, source))
+            if source is not None:
+                await self._changes.before(BlobMounted(name, digest, info.size, source))
+            else:
+                await self._changes.before(BlobPushed(name, digest, info.size))
             await self.link(name, digest)
             if not await self.claims.confirm(digest, started):
                 return None

@@ -42,6 +42,14 @@
     events/cursors/<kind>/<name>                          how far that consumer got (JSON)
     events/dead/<kind>/<name>/<seq>                       its dead letters (JSON)
                                                           (store/outbox.py, registry/events/)
+    repositories/<name>/_proxy/tags/<tag>                 pull-through cache: when the tag
+                                                          was last checked upstream (JSON)
+    repositories/<name>/_proxy/pulled/<alg>/<hex>         empty; modified = when the cached
+                                                          manifest was last pulled (roughly)
+    repositories/<name>/_proxy/referrers/<alg>/<hex>      the upstream's referrers list of a
+                                                          subject, as last fetched (JSON)
+    proxy/fills/<alg>/<hex>                               a process fetching the blob from an
+                                                          upstream now (JSON; store/proxy.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -314,6 +322,26 @@ def outbox_dead(consumer: str) -> str:
 
 def outbox_dead_letter(consumer: str, seq: int) -> str:
     return f"{outbox_dead(consumer)}/{seq:016d}"
+
+
+def proxy_tag(name: str, tag: str) -> str:
+    return f"{REPOSITORIES}/{name}/_proxy/tags/{tag}"
+
+
+def proxy_pulled_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_proxy/pulled"
+
+
+def proxy_pulled(name: str, digest: Digest) -> str:
+    return f"{proxy_pulled_dir(name)}/{digest.algorithm}/{digest.hex}"
+
+
+def proxy_referrers(name: str, subject: Digest) -> str:
+    return f"{REPOSITORIES}/{name}/_proxy/referrers/{subject.algorithm}/{subject.hex}"
+
+
+def proxy_fill(digest: Digest) -> str:
+    return f"proxy/fills/{digest.algorithm}/{digest.hex}"
 
 
 def uploading_marker(name: str) -> str:

@@ -110,7 +110,12 @@ class ManifestStore:
         body: bytes,
         content_type: str | None,
         extra_tags: list[str] | None = None,
+        *,
+        verify_references: bool = True,
     ) -> tuple[StoredManifest, Manifest]:
+        """Store a manifest under its digest and tag it. ``verify_references`` False is
+        for the pull-through cache, which stores a manifest before the blobs and index
+        children it references: those are fetched when they are pulled."""
         tags = [check_tag(t) for t in extra_tags or []]
         if is_digest_reference(reference):
             expected: Digest | None = parse_digest(reference)
@@ -127,7 +132,9 @@ class ManifestStore:
             )
         manifest = parse_manifest(body, content_type)
         previous = dict(zip(tags, await self.tags.targets(name, tags), strict=True))
-        present = await self._claim_references(name, digest, manifest, previous)
+        present = await self._claim_references(
+            name, digest, manifest, previous, verify_references
+        )
         await self._changes.before(
             ManifestPushed(name, digest, len(body), manifest, tuple(tags), previous)
         )
@@ -157,17 +164,22 @@ class ManifestStore:
         return stored, manifest
 
     async def _claim_references(
-        self, name: str, digest: Digest, manifest: Manifest, previous: dict[str, Digest | None]
+        self,
+        name: str,
+        digest: Digest,
+        manifest: Manifest,
+        previous: dict[str, Digest | None],
+        verify: bool = True,
     ) -> set[Digest]:
         """Claim the manifest, what it references and what its tags name now (so that
         the collector cannot delete a tag this PUT is about to rewrite), check the
         references, and return the claimed digests whose data exists. The writes that
         follow start within the reference budget of the claims, so the claims are made
         again when checking took longer."""
+        references = [*(d.digest for d in manifest.blobs), *(d.digest for d in manifest.manifests)]
         wanted = [
             digest,
-            *(d.digest for d in manifest.blobs),
-            *(d.digest for d in manifest.manifests),
+            *(references if verify else []),
             *[d for d in previous.values() if d is not None],
         ]
         for _ in range(_CLAIM_ATTEMPTS):
@@ -180,7 +192,8 @@ class ManifestStore:
                     f"{exc.digest} is being garbage-collected; push it again",
                     detail={"digests": [str(exc.digest)]},
                 ) from None
-            await self._check_references(name, manifest, present)
+            if verify:
+                await self._check_references(name, manifest, present)
             if self.claims.within_budget(started):
                 return present
         raise RegistryError(
