@@ -352,6 +352,17 @@ class GcConfig(Section):
         return yaml.safe_load(v) if isinstance(v, str) else v
 
 
+# --- ui: docs/ui.md is the reference; registry/ui/ serves it.
+
+
+class UiConfig(Section):
+    # The web UI at /ui/ (and / redirecting there), served by the registry itself.
+    enabled: bool = True
+    # How long a login lasts; the session cookie expires with it (a password change
+    # ends it earlier).
+    session_lifetime: Duration = Field(default=8 * 3600.0, ge=60)
+
+
 class Config(Section):
     http: HttpConfig = HttpConfig()
     storage: StorageConfig = StorageConfig()
@@ -361,6 +372,7 @@ class Config(Section):
     health: HealthConfig = HealthConfig()
     auth: AuthConfig = AuthConfig()
     gc: GcConfig = GcConfig()
+    ui: UiConfig = UiConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

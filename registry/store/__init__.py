@@ -37,7 +37,9 @@ from registry.store.objects import (
     StoredObject,
     Tag,
 )
+from registry.store.pushes import PushTimes
 from registry.store.referrers import ReferrersIndex
+from registry.store.session_keys import SessionKeys
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
 from registry.store.usage import RepositoryUsage, UsageSnapshot, UsageSnapshots
@@ -76,6 +78,9 @@ class RegistryStore:
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
         self.usage = UsageSnapshots(driver)
+        # Read by the web UI; ``pushes`` records only once it listens to ``changes``.
+        self.pushes = PushTimes(driver, clock)
+        self.session_keys = SessionKeys(driver, clock)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -155,12 +160,14 @@ __all__ = [
     "MaintenanceFlag",
     "ManifestStore",
     "ObjectInfo",
+    "PushTimes",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
     "RegistryStore",
     "RepositoryUsage",
     "Revision",
+    "SessionKeys",
     "StorageClock",
     "StoredManifest",
     "StoredObject",

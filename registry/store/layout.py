@@ -27,6 +27,10 @@
     gc/usage                                              what the last collection counted (JSON)
     login-attempts/<epoch>/<subject>/<ms>-<random>        one empty object per login attempt
                                                           (store/login_attempts.py)
+    pushed/<name>!<ms>                                    empty; <name> was last pushed to at
+                                                          <ms> (store/pushes.py)
+    ui/session-keys/<id>                                  a key that signs web UI sessions
+                                                          (store/session_keys.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -69,6 +73,9 @@ COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
 GC = "gc"
 LOGIN_ATTEMPTS = "login-attempts"
 LEASES = "leases"
+PUSHED = "pushed"
+PUSHED_DIGITS = 15  # milliseconds since the epoch, zero-padded: byte order is time order
+SESSION_KEYS = "ui/session-keys"
 CLOCKS = "clocks"
 # Names of leases and clocks: one path component, as the features that hold them are named.
 _LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -204,6 +211,38 @@ def usage_snapshot() -> str:
 def login_attempts(epoch: int, subject_key: str) -> str:
     """The attempts of one subject (a hashed user name and address) in one epoch."""
     return f"{LOGIN_ATTEMPTS}/{epoch}/{subject_key}"
+
+
+def pushed_markers() -> str:
+    """The folder of every repository's last-push marker."""
+    return PUSHED
+
+
+def pushed_marker(name: str, at_ms: int) -> str:
+    return f"{PUSHED}/{name}{CATALOG_SUFFIX}{at_ms:0{PUSHED_DIGITS}d}"
+
+
+def pushed_siblings(name: str) -> tuple[str, str]:
+    """``(folder, start)``: listing ``folder`` after ``start`` begins with the markers of
+    ``name`` (``!`` sorts below every character a name may hold)."""
+    folder, slash, leaf = name.rpartition("/")
+    return f"{PUSHED}/{folder}" if slash else PUSHED, leaf + CATALOG_SUFFIX
+
+
+def pushed_entry(relative: str) -> tuple[str, int] | None:
+    """``(name, ms)`` of a marker path relative to ``pushed/``; None for anything else."""
+    name, sep, stamp = relative.rpartition(CATALOG_SUFFIX)
+    if not sep or not name or len(stamp) != PUSHED_DIGITS or not stamp.isdigit():
+        return None
+    return name, int(stamp)
+
+
+def session_keys() -> str:
+    return SESSION_KEYS
+
+
+def session_key(key_id: str) -> str:
+    return f"{SESSION_KEYS}/{key_id}"
 
 
 def check_lease_name(name: str) -> str:
