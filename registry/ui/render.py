@@ -73,8 +73,13 @@ def ago(seconds: float | None, now: float | None = None) -> str:
     delta = (time.time() if now is None else now) - seconds
     if delta < 60:
         return "just now"
-    for unit, length in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
-                         ("hour", 3600), ("minute", 60)):  # fmt: skip
+    for unit, length in (
+        ("year", 365 * 86400),
+        ("month", 30 * 86400),
+        ("day", 86400),
+        ("hour", 3600),
+        ("minute", 60),
+    ):
         if delta >= length:
             count = int(delta // length)
             return f"{count} {unit}{'s' if count != 1 else ''} ago"

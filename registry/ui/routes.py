@@ -228,9 +228,7 @@ async def refusal_page(request: Request, refusal: Refusal) -> Response:
         "now": time.time(),
         "refusal": refusal,
     }
-    return ui_state(request).renderer.page(
-        "refusal.html", context, refusal.status, refusal.headers
-    )
+    return ui_state(request).renderer.page("refusal.html", context, refusal.status, refusal.headers)
 
 
 def _refusal_of(exc: RegistryError) -> Refusal:

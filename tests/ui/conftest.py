@@ -15,6 +15,9 @@ import pytest
 from tests import images
 from tests.asgi_registry import InProcessRegistry
 from tests.auth.conftest import PASSWORD, auth_section, get_token
+from tests.ui.browser import playwright_browser, seeded
+
+__all__ = ["playwright_browser", "seeded"]  # fixtures of the browser tests
 
 # One repository per kind of grant in the shared policy, plus one nobody is granted.
 REPOSITORIES = ("team-a/app", "team-b/app", "shared/app", "public/app", "other/app")

@@ -52,8 +52,9 @@ def test_repositories_are_searched_sorted_and_paged_on_the_server(
         for i, name in enumerate(names):
             await store.catalog.add(name)
             await store.pushes.record(name, at=1_700_000_000 + i * 60)
-        usage = tuple(RepositoryUsage(n, held_bytes=1000 + (i * 37) % 101) for i, n in
-                      enumerate(names[:100]))  # fmt: skip
+        usage = tuple(
+            RepositoryUsage(n, held_bytes=1000 + (i * 37) % 101) for i, n in enumerate(names[:100])
+        )
         await store.usage.write(UsageSnapshot(1_700_100_000, 10**6, 0, usage))
 
     registry.run(generate())
@@ -94,8 +95,11 @@ def test_tags_sort_by_name_version_and_push_time(make_registry: MakeRegistry) ->
     pushed += [f"build-{i:03d}" for i in range(60)]
     for tag in pushed:
         clock.now += 10
-        r = http.put(f"/v2/{name}/manifests/{tag}", content=img.manifest,
-                     headers={"Content-Type": img.media_type})  # fmt: skip
+        r = http.put(
+            f"/v2/{name}/manifests/{tag}",
+            content=img.manifest,
+            headers={"Content-Type": img.media_type},
+        )
         assert r.status_code == 201
 
     def tags(query: str = "") -> list[str]:
