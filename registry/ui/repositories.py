@@ -43,15 +43,20 @@ async def visible_repositories(store: RegistryStore, viewer: Viewer) -> list[str
 
 async def repository_list(store: RegistryStore, viewer: Viewer, listing: Listing) -> RepositoryList:
     names, pushes, snapshot = await asyncio.gather(
-        visible_repositories(store, viewer), store.pushes.all(), store.usage.read()
+        visible_repositories(store, viewer), store.pushes.all(), store.usage.latest()
     )
     query = listing.query.lower()
+    if query:
+        names = [n for n in names if query in n]
     usage = {r.name: r for r in snapshot.repositories} if snapshot is not None else {}
-    rows = [RepositoryRow(n, pushes.get(n), usage.get(n)) for n in names if query in n]
+    # Rows are made for the page only: the others are just names with a sort key.
     if listing.sort == "pushed":
-        rows = by_key(rows, lambda r: r.pushed_at, listing.descending)
+        names = by_key(names, pushes.get, listing.descending)
     elif listing.sort == "size":
-        rows = by_key(rows, lambda r: r.usage.held_bytes if r.usage else None, listing.descending)
+        held = {name: u.held_bytes for name, u in usage.items()}
+        names = by_key(names, held.get, listing.descending)
     elif listing.descending:
-        rows.reverse()
-    return RepositoryList(paginate(rows, listing.page), listing, snapshot)
+        names.reverse()
+    page = paginate(names, listing.page)
+    rows = [RepositoryRow(n, pushes.get(n), usage.get(n)) for n in page.items]
+    return RepositoryList(Page(rows, page.number, page.size, page.total), listing, snapshot)

@@ -27,7 +27,7 @@ class StorageReport:
 
 
 async def storage_report(store: RegistryStore, viewer: Viewer, listing: Listing) -> StorageReport:
-    snapshot = await store.usage.read()
+    snapshot = await store.usage.latest()
     if snapshot is None:
         return StorageReport(None, paginate([], 1), False, 0)
     counted = list(snapshot.repositories)

@@ -40,7 +40,9 @@ class Viewer:
         return held
 
     def may_pull(self, name: str) -> bool:
-        return PULL in self.actions(name)
+        if self.policy is None:
+            return True  # asked for every repository of a listing: skip the sets
+        return PULL in self.policy.repository_actions(self.identity, name)
 
     def may_delete(self, name: str) -> bool:
         return DELETE in self.actions(name)
