@@ -12,11 +12,10 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -58,12 +57,14 @@ class UiState:
 class Refusal(Exception):
     """A page that says why not, with its status."""
 
-    def __init__(self, status: int, title: str, message: str, **headers: str) -> None:
+    def __init__(
+        self, status: int, title: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.title = title
         self.message = message
-        self.headers = headers
+        self.headers = dict(headers or {})
 
 
 class LoginNeeded(Exception):
@@ -112,6 +113,7 @@ def _cross_site_arrival(request: Request) -> Response | None:
     if (
         request.method != "GET"
         or request.headers.get("sec-fetch-site") != "cross-site"
+        or request.headers.get("sec-fetch-mode") != "navigate"
         or COOKIE in request.cookies
         or _authorizer(request) is None
     ):
@@ -191,6 +193,17 @@ def set_session_cookie(request: Request, response: Response, value: str, max_age
     )
 
 
+def _context(request: Request, visit: Visit | None) -> dict[str, Any]:
+    """What every page's frame (base.html) shows: who is logged in, their form token."""
+    return {
+        "viewer": visit.viewer if visit is not None else None,
+        "csrf": visit.csrf if visit is not None else "",
+        "auth": _authorizer(request) is not None,
+        "path": request.url.path,
+        "here": _here(request),
+    }
+
+
 async def render(
     request: Request,
     visit: Visit,
@@ -199,15 +212,7 @@ async def render(
     **context: Any,
 ) -> Response:
     ui = ui_state(request)
-    base = {
-        "viewer": visit.viewer,
-        "csrf": visit.csrf,
-        "auth": _authorizer(request) is not None,
-        "path": request.url.path,
-        "here": _here(request),
-        "now": time.time(),
-    }
-    response = ui.renderer.page(template, {**base, **context}, status)
+    response = ui.renderer.page(template, {**_context(request, visit), **context}, status)
     if visit.cookie is not None:
         set_session_cookie(request, response, visit.cookie, int(ui.sessions.lifetime))
     return response
@@ -216,25 +221,17 @@ async def render(
 async def refusal_page(request: Request, refusal: Refusal) -> Response:
     """The page of a refusal, with the visitor's header when it can still be read."""
     try:
-        visit = await visit_of(request)
+        visit: Visit | None = await visit_of(request)
     except (RegistryError, StorageError):
         visit = None
-    context = {
-        "viewer": visit.viewer if visit is not None else None,
-        "csrf": visit.csrf if visit is not None else "",
-        "auth": _authorizer(request) is not None,
-        "path": request.url.path,
-        "here": _here(request),
-        "now": time.time(),
-        "refusal": refusal,
-    }
+    context = {**_context(request, visit), "refusal": refusal}
     return ui_state(request).renderer.page("refusal.html", context, refusal.status, refusal.headers)
 
 
 def _refusal_of(exc: RegistryError) -> Refusal:
     if exc.status == 404 or exc.code in _NOT_FOUND:
         return Refusal(404, "Not found", "There is nothing here, or you may not see it.")
-    return Refusal(exc.status, "Not possible", exc.message, **exc.headers)
+    return Refusal(exc.status, "Not possible", exc.message, exc.headers)
 
 
 # A name, tag or digest that cannot exist is just not there.
@@ -299,10 +296,11 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 async def check_form(request: Request, visit: Visit, form: Mapping[str, str]) -> None:
-    """A form is this site's: the session's CSRF token, and the browser's own origin."""
+    """A form is this site's: the session's CSRF token, and, when the browser names
+    the origin of the page that sent it, this host. (The host only: behind a proxy
+    that terminates TLS the scheme seen here may differ from the browser's.)"""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    same_origin = origin is None or origin == own
+    same_origin = origin is None or urlsplit(origin).netloc == request.headers.get("host")
     ui = ui_state(request)
     if not same_origin or not await ui.sessions.check_csrf(visit.session, form.get("csrf", "")):
         raise Refusal(
@@ -316,10 +314,6 @@ async def check_form(request: Request, visit: Visit, form: Mapping[str, str]) ->
 def _repository_url(name: str, **params: str) -> str:
     url = "/ui/repositories/" + quote(name, safe="/")
     return url + ("?" + urlencode(params) if params else "")
-
-
-def _manifest_url(name: str, reference: str) -> str:
-    return f"/ui/repositories/{quote(name, safe='/')}/-/manifests/{quote(reference, safe=':')}"
 
 
 # ---------------------------------------------------------------------- entry points
@@ -379,7 +373,7 @@ async def storage_page(request: Request) -> Response:
 @router.get("/ui/repositories/{name:path}/-/manifests/{reference}")
 async def manifest_page(request: Request, name: str, reference: str) -> Response:
     name = check_name(name)
-    visit = await visit_of(request, need_session=True)
+    visit = await visit_of(request)
     require_pull(request, visit, name)
     store = _store(request)
     stored = await store.manifests.resolve(name, reference)
@@ -462,7 +456,7 @@ async def delete_manifest(request: Request, name: str, reference: str) -> Respon
 @router.get("/ui/repositories/{name:path}")
 async def repository_page(request: Request, name: str) -> Response:
     name = check_name(name)
-    visit = await visit_of(request, need_session=True)
+    visit = await visit_of(request)
     require_pull(request, visit, name)
     store = _store(request)
     listing = parse_listing(request.query_params, tags.SORTS, "name")

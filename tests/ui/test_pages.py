@@ -282,11 +282,14 @@ def test_a_link_from_another_site_reloads_once_to_carry_the_strict_cookie(
     make_registry: MakeRegistry, tmp_path: Any
 ) -> None:
     guarded = make_registry(auth_config(tmp_path))
-    cross = {"Sec-Fetch-Site": "cross-site"}
+    cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     arrival = httpx.Client(transport=guarded.client()._transport, base_url="http://registry.test")
     first = arrival.get("/ui/repositories/public/app", headers=cross)
     assert first.status_code == 200 and first.headers["refresh"] == "0"
     assert '<meta http-equiv="refresh" content="0">' in first.text
+    # Not for what another site embeds (an image, a script): only navigations.
+    embedded = arrival.get("/ui/static/favicon.svg", headers={**cross, "Sec-Fetch-Mode": "no-cors"})
+    assert embedded.headers["content-type"].startswith("image/svg+xml")
     # Once the cookie is there (or the navigation is from this site), the page itself.
     bob = visitor_of(guarded, "bob")
     assert "refresh" not in bob.get("/ui/", headers=cross).headers
