@@ -294,3 +294,37 @@ def test_a_link_from_another_site_reloads_once_to_carry_the_strict_cookie(
     bob = visitor_of(guarded, "bob")
     assert "refresh" not in bob.get("/ui/", headers=cross).headers
     assert "refresh" not in make_registry().client().get("/ui/", headers=cross).headers
+
+
+def test_malformed_requests_get_a_page_never_a_server_error(
+    make_registry: MakeRegistry, tmp_path: Any
+) -> None:
+    registry = make_registry(auth_config(tmp_path))
+    http = visitor_of(registry, "admin").http
+    for url in (
+        "/ui/repositories/UPPER/case",
+        "/ui/repositories/a//b",
+        "/ui/repositories/a/-/manifests/sha256:zz",
+        "/ui/repositories/a/-/manifests/" + "x" * 300,
+        "/ui/repositories/a/-/tags/-bad/delete",
+        "/ui/repositories/a/-/manifests/latest/delete",
+        "/ui/repositories/-/manifests/x",
+        "/ui/?page=-1&sort=%3Cscript%3E&order=sideways",
+        "/ui/?page=99999999999999999999",
+        "/ui/?q=" + "a" * 5000,
+        "/ui/storage?sort=unique&page=0",
+        "/ui/login?next=javascript:alert(1)",
+    ):
+        r = http.get(url)
+        assert r.status_code < 500, (url, r.status_code)
+        assert r.headers["content-type"].startswith("text/html"), url
+        assert "<script>" not in r.text, url
+    # No UI route takes it: the routing's own 404.
+    assert http.get("/ui/static/..%2Fui.css").status_code == 404
+    for body in (b"\xff\xfe" * 10, b"csrf=" + b"x" * 20_000, b"%%%&&&==="):
+        r = http.post(
+            "/ui/login",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code in (403, 413), body[:20]
