@@ -380,7 +380,7 @@ async def manifest_page(request: Request, name: str, reference: str) -> Response
     contents = ui_state(request).contents
     details = await contents.details(name, stored.digest)
     referrers, truncated = await contents.referrers(name, stored.digest)
-    tagged = await store.tags.pointing_at(name, stored.digest)
+    tagged = await tags.tags_naming(store, name, stored.digest)
     host = host_of(request)
     shown_reference = reference if reference in tagged else str(stored.digest)
     return await render(
@@ -413,7 +413,7 @@ async def delete_tag(request: Request, name: str, tag: str) -> Response:
             await store.manifests.delete(name, tag)
         log.info("ui: %s deleted tag %s:%s", visit.viewer.user or "-", name, tag)
         return RedirectResponse(_repository_url(name, deleted=tag), status_code=303)
-    others = [t for t in await store.tags.pointing_at(name, digest) if t != tag]
+    others = [t for t in await tags.tags_naming(store, name, digest) if t != tag]
     return await render(
         request, visit, "delete_tag.html", name=name, tag=tag, digest=digest, others=others
     )
@@ -432,7 +432,7 @@ async def delete_manifest(request: Request, name: str, reference: str) -> Respon
     require_delete(request, visit, name)
     store = _store(request)
     stored = await store.manifests.revision(name, digest)
-    tagged = await store.tags.pointing_at(name, stored.digest)
+    tagged = await tags.tags_naming(store, name, stored.digest)
     # The confirmation named the tags that go; if they changed since, ask again.
     changed = request.method == "POST" and form.get("tags", "") != " ".join(tagged)
     if request.method == "POST" and not changed:

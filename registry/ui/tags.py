@@ -20,7 +20,7 @@ from registry.ui.contents import Contents, ManifestSummary
 from registry.ui.ordering import Listing, Page, by_key, by_version, paginate
 
 SORTS = {"name": False, "version": True, "pushed": True}
-_STATS_AT_ONCE = 256
+_STATS_AT_ONCE = 256  # tags read or stat'ed in parallel (S3 answers each in milliseconds)
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,18 @@ async def push_times(store: RegistryStore, name: str, tags: Sequence[str]) -> di
         batch = tags[start : start + _STATS_AT_ONCE]
         times = await asyncio.gather(*(store.modified(Tag(name, t)) for t in batch))
         out.update((t, m) for t, m in zip(batch, times, strict=True) if m is not None)
+    return out
+
+
+async def tags_naming(store: RegistryStore, name: str, digest: Digest) -> list[str]:
+    """The tags of ``name`` that point at ``digest``, in name order: every tag is read,
+    a batch at a time (on S3 a request each, so they go in parallel)."""
+    names = await store.tags.names(name)
+    out: list[str] = []
+    for start in range(0, len(names), _STATS_AT_ONCE):
+        batch = names[start : start + _STATS_AT_ONCE]
+        targets = await store.tags.targets(name, batch)
+        out += [t for t, d in zip(batch, targets, strict=True) if d == digest]
     return out
 
 
