@@ -240,9 +240,11 @@ def seed(server: RegistryServer, workdir: Path) -> Seeded:
     return Seeded(server, index, image, sbom, tools)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
-    """Headless chromium (the system's), shared by the browser tests."""
+    """Headless chromium (the system's), shared by the tests of one module. Not longer:
+    Playwright's sync API runs an event loop in this thread while it is open, and
+    async tests elsewhere in the session need the thread without one."""
     executable = chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
