@@ -311,51 +311,41 @@ class Contents:
     ) -> tuple[list[Referrer], bool]:
         """The referrers of ``subject`` in ``name`` with theirs, ``depth`` levels deep,
         at most ``shown`` in all; and whether some were left out."""
-        budget = [shown]
-        truncated = [False]
-        tree = await self._referrers_of(name, subject, depth, budget, truncated, set())
-        return tree, truncated[0]
+        walk = _Walk(shown)
+        tree = await self._referrers_of(name, subject, depth, walk, frozenset())
+        return tree, walk.truncated
 
     async def _referrers_of(
-        self,
-        name: str,
-        subject: Digest,
-        depth: int,
-        budget: list[int],
-        truncated: list[bool],
-        seen: set[Digest],
+        self, name: str, subject: Digest, depth: int, walk: _Walk, seen: frozenset[Digest]
     ) -> list[Referrer]:
-        seen = seen | {subject}
+        seen = seen | {subject}  # a cycle cannot be pushed, but a damaged index is read too
+        if walk.left <= 0 or depth <= 0:
+            walk.truncated = walk.truncated or await self._has_referrers(name, subject)
+            return []
         descriptors: list[dict[str, Any]] = []
         last: str | None = None
-        while True:
+        while len(descriptors) < walk.left:
             page, more = await self._store.referrers.page(name, subject, last, 100)
             descriptors += [d for _, d in page]
-            if not more or not page or len(descriptors) >= budget[0]:
-                truncated[0] = truncated[0] or (more and len(descriptors) >= budget[0])
+            if not more or not page:
                 break
             last = page[-1][0]
+        else:
+            walk.truncated = True
         out: list[Referrer] = []
         for d in descriptors:
-            if budget[0] <= 0:
-                truncated[0] = True
+            if walk.left <= 0:
+                walk.truncated = True
                 break
             try:
                 digest = parse_digest(str(d.get("digest")))
             except RegistryError:
                 continue
-            budget[0] -= 1
+            walk.left -= 1
             children: list[Referrer] = []
             if digest not in seen:
-                if depth > 1:
-                    children = await self._referrers_of(
-                        name, digest, depth - 1, budget, truncated, seen
-                    )
-                else:
-                    more_below, _ = await self._store.referrers.page(name, digest, None, 1)
-                    truncated[0] = truncated[0] or bool(more_below)
-            artifact_type = d.get("artifactType")
-            artifact_type = artifact_type if isinstance(artifact_type, str) else None
+                children = await self._referrers_of(name, digest, depth - 1, walk, seen)
+            artifact_type = _text(d.get("artifactType"))
             out.append(
                 Referrer(
                     str(digest),
@@ -369,6 +359,18 @@ class Contents:
             )
         out.sort(key=lambda r: (r.artifact_type or "", r.annotations.get(CREATED, ""), r.digest))
         return out
+
+    async def _has_referrers(self, name: str, subject: Digest) -> bool:
+        page, _ = await self._store.referrers.page(name, subject, None, 1)
+        return bool(page)
+
+
+@dataclass
+class _Walk:
+    """What is left of a referrers tree's budget, and whether something was left out."""
+
+    left: int
+    truncated: bool = False
 
 
 CREATED = "org.opencontainers.image.created"

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from registry.reference import Digest
 from registry.store import RegistryStore, RepositoryUsage, UsageSnapshot
 from storage_backends.memory import MemoryDriver
 from tests import images
@@ -328,3 +329,26 @@ def test_malformed_requests_get_a_page_never_a_server_error(
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert r.status_code in (403, 413), body[:20]
+
+
+def test_a_deep_or_wide_referrers_tree_is_cut_and_says_so(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
+    http = registry.client()
+    base = images.image(layers=1, layer_size=64)
+    images.push_image(http, "team/app", base, tag="v1")
+    subject = base
+    for level in range(5):  # a signature of a signature of ... five deep
+        subject = content.referrer(subject, "application/vnd.example.sig", f"s{level}".encode())
+        images.push_image(http, "team/app", subject)
+    page = http.get("/ui/repositories/team/app/-/manifests/v1").text
+    assert page.count('<ul class="tree">') == 4
+    assert "More referrers exist than are shown" in page
+    for i in range(3):
+        images.push_image(
+            http, "team/app", content.referrer(base, "application/x-many", bytes([i]))
+        )
+    contents = registry.app.state.ui.contents
+    tree, truncated = registry.run(
+        contents.referrers("team/app", Digest("sha256", base.digest[7:]), shown=2)
+    )
+    assert len(tree) == 2 and truncated
