@@ -38,6 +38,7 @@ from registry.routes import (
 )
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
+from registry.ui import install_ui
 from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
@@ -121,6 +122,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     if authorizer is not None and authorizer.token is not None and authorizer.token.issuer:
         app.state.token_service = TokenService(authorizer)
         app.include_router(token.router)
+    if config.ui.enabled:
+        install_ui(app, config, store)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:

@@ -714,6 +714,15 @@ class ProxyConfig(Section):
                     )
                 default = i
         return self
+# --- ui: docs/ui.md is the reference; registry/ui/ serves it.
+
+
+class UiConfig(Section):
+    # The web UI at /ui/ (and / redirecting there), served by the registry itself.
+    enabled: bool = True
+    # How long a login lasts; the session cookie expires with it (a password change
+    # ends it earlier).
+    session_lifetime: Duration = Field(default=8 * 3600.0, ge=60)
 
 
 class Config(Section):
@@ -728,6 +737,7 @@ class Config(Section):
     policy: PolicyConfig = PolicyConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     proxy: ProxyConfig = ProxyConfig()
+    ui: UiConfig = UiConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

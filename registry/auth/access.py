@@ -127,6 +127,7 @@ _DELETE = Need(Kind.REPOSITORY, frozenset({DELETE}))
 
 _NAME = "/v2/{name:path}"
 _UPLOAD = _NAME + "/blobs/uploads/{upload_id}"
+_UI_REPOSITORY = "/ui/repositories/{name:path}"
 
 # THE table: which access each route template and method needs. A route that is not
 # listed is refused whenever auth is on (fail closed); tests/auth checks that every
@@ -164,6 +165,25 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     # Usage and quotas (registry/routes/usage.py): any logged-in caller; the route shows
     # each caller the repositories it may pull and their namespaces, admins everything.
     ("/api/usage", "GET"): _LOGIN,
+    # The web UI (registry/ui/, when ui.enabled): public at this layer, because a browser
+    # carries a session cookie, not the API's credentials. The UI evaluates the same
+    # policy itself for every repository it shows and every action it offers or
+    # performs, in one place (registry/ui/viewer.py).
+    ("/", "GET"): _PUBLIC,
+    ("/ui", "GET"): _PUBLIC,
+    ("/ui/", "GET"): _PUBLIC,
+    ("/ui/static/{file}", "GET"): _PUBLIC,
+    ("/ui/static/{file}", "HEAD"): _PUBLIC,
+    ("/ui/storage", "GET"): _PUBLIC,
+    ("/ui/login", "GET"): _PUBLIC,
+    ("/ui/login", "POST"): _PUBLIC,
+    ("/ui/logout", "POST"): _PUBLIC,
+    (_UI_REPOSITORY, "GET"): _PUBLIC,
+    (_UI_REPOSITORY + "/-/manifests/{reference}", "GET"): _PUBLIC,
+    (_UI_REPOSITORY + "/-/manifests/{reference}/delete", "GET"): _PUBLIC,
+    (_UI_REPOSITORY + "/-/manifests/{reference}/delete", "POST"): _PUBLIC,
+    (_UI_REPOSITORY + "/-/tags/{tag}/delete", "GET"): _PUBLIC,
+    (_UI_REPOSITORY + "/-/tags/{tag}/delete", "POST"): _PUBLIC,
 }
 
 

@@ -39,7 +39,9 @@ from registry.store.objects import (
 )
 from registry.store.outbox import Outbox
 from registry.store.proxy import FillClaim, ProxyRecords, ReferrersList, TagCheck
+from registry.store.pushes import PushTimes
 from registry.store.referrers import ReferrersIndex
+from registry.store.session_keys import SessionKeys
 from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
@@ -94,6 +96,9 @@ class RegistryStore:
         self.tag_intents = TagIntents(driver, clock)
         self.outbox = Outbox(driver, clock)
         self.proxy = ProxyRecords(driver)
+        # Read by the web UI; ``pushes`` records only once it listens to ``changes``.
+        self.pushes = PushTimes(driver, clock)
+        self.session_keys = SessionKeys(driver, clock)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -180,6 +185,7 @@ __all__ = [
     "ObjectInfo",
     "Outbox",
     "ProxyRecords",
+    "PushTimes",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
@@ -188,6 +194,7 @@ __all__ = [
     "RepositoryUsage",
     "Reservation",
     "Revision",
+    "SessionKeys",
     "StorageClock",
     "StoredManifest",
     "StoredObject",

@@ -50,6 +50,10 @@
                                                           subject, as last fetched (JSON)
     proxy/fills/<alg>/<hex>                               a process fetching the blob from an
                                                           upstream now (JSON; store/proxy.py)
+    pushed/<name>!<ms>                                    empty; <name> was last pushed to at
+                                                          <ms> (store/pushes.py)
+    ui/session-keys/<id>                                  a key that signs web UI sessions
+                                                          (store/session_keys.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -94,6 +98,9 @@ LOGIN_ATTEMPTS = "login-attempts"
 LEASES = "leases"
 TAG_INTENTS = "tag-intents"
 QUOTAS = "quotas"
+PUSHED = "pushed"
+PUSHED_DIGITS = 15  # milliseconds since the epoch, zero-padded: byte order is time order
+SESSION_KEYS = "ui/session-keys"
 CLOCKS = "clocks"
 EVENTS = "events"
 # Consumers of the event outbox: a kind (who reads) and a name (one path component).
@@ -252,6 +259,38 @@ def usage_ledger(ledger: str) -> str:
 
 def usage_record(ledger: str, record: str) -> str:
     return f"{QUOTAS}/{ledger}/{record}"
+
+
+def pushed_markers() -> str:
+    """The folder of every repository's last-push marker."""
+    return PUSHED
+
+
+def pushed_marker(name: str, at_ms: int) -> str:
+    return f"{PUSHED}/{name}{CATALOG_SUFFIX}{at_ms:0{PUSHED_DIGITS}d}"
+
+
+def pushed_siblings(name: str) -> tuple[str, str]:
+    """``(folder, start)``: listing ``folder`` after ``start`` begins with the markers of
+    ``name`` (``!`` sorts below every character a name may hold)."""
+    folder, slash, leaf = name.rpartition("/")
+    return f"{PUSHED}/{folder}" if slash else PUSHED, leaf + CATALOG_SUFFIX
+
+
+def pushed_entry(relative: str) -> tuple[str, int] | None:
+    """``(name, ms)`` of a marker path relative to ``pushed/``; None for anything else."""
+    name, sep, stamp = relative.rpartition(CATALOG_SUFFIX)
+    if not sep or not name or len(stamp) != PUSHED_DIGITS or not stamp.isdigit():
+        return None
+    return name, int(stamp)
+
+
+def session_keys() -> str:
+    return SESSION_KEYS
+
+
+def session_key(key_id: str) -> str:
+    return f"{SESSION_KEYS}/{key_id}"
 
 
 def check_lease_name(name: str) -> str:

@@ -76,6 +76,20 @@ class UsageSnapshots:
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
+        self._latest: tuple[tuple[int, float], UsageSnapshot | None] | None = None
+
+    async def latest(self) -> UsageSnapshot | None:
+        """``read()`` for a reader on every page view: the object (a megabyte for 10,000
+        repositories) is read and parsed again only when its size or modification time
+        changed; otherwise this costs one stat."""
+        try:
+            info = await self._driver.stat(layout.usage_snapshot())
+        except PathNotFoundError:
+            return None
+        stamp = (info.size, info.modified)
+        if self._latest is None or self._latest[0] != stamp:
+            self._latest = (stamp, await self.read())
+        return self._latest[1]
 
     async def read(self) -> UsageSnapshot | None:
         try:
