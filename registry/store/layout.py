@@ -50,7 +50,7 @@
                                                           subject, as last fetched (JSON)
     proxy/fills/<alg>/<hex>                               a process fetching the blob from an
                                                           upstream now (JSON; store/proxy.py)
-    pushed/<name>!<ms>                                    empty; <name> was last pushed to at
+    pushed/<name>!/<ms>                                   empty; <name> was last pushed to at
                                                           <ms> (store/pushes.py)
     ui/session-keys/<id>                                  a key that signs web UI sessions
                                                           (store/session_keys.py)
@@ -267,22 +267,23 @@ def pushed_markers() -> str:
 
 
 def pushed_marker(name: str, at_ms: int) -> str:
-    return f"{PUSHED}/{name}{CATALOG_SUFFIX}{at_ms:0{PUSHED_DIGITS}d}"
+    return f"{pushed_folder(name)}/{at_ms:0{PUSHED_DIGITS}d}"
 
 
-def pushed_siblings(name: str) -> tuple[str, str]:
-    """``(folder, start)``: listing ``folder`` after ``start`` begins with the markers of
-    ``name`` (``!`` sorts below every character a name may hold)."""
-    folder, slash, leaf = name.rpartition("/")
-    return f"{PUSHED}/{folder}" if slash else PUSHED, leaf + CATALOG_SUFFIX
+def pushed_folder(name: str) -> str:
+    """The folder of ``name``'s markers: ``<name>!`` (``!`` sorts below every character
+    a name may hold, so a recursive listing of ``pushed/`` is in name order, and the
+    marker folder of a longest component still fits a file name)."""
+    return f"{PUSHED}/{name}{CATALOG_SUFFIX}"
 
 
 def pushed_entry(relative: str) -> tuple[str, int] | None:
     """``(name, ms)`` of a marker path relative to ``pushed/``; None for anything else."""
-    name, sep, stamp = relative.rpartition(CATALOG_SUFFIX)
-    if not sep or not name or len(stamp) != PUSHED_DIGITS or not stamp.isdigit():
+    folder, slash, stamp = relative.rpartition("/")
+    name = folder.removesuffix(CATALOG_SUFFIX)
+    if not slash or name == folder or not name or len(stamp) != PUSHED_DIGITS:
         return None
-    return name, int(stamp)
+    return (name, int(stamp)) if stamp.isdigit() else None
 
 
 def session_keys() -> str:

@@ -3,7 +3,7 @@
 The web UI sorts repositories by their last push. Reading it from the tags (their
 modification times) would cost a request per tag of every repository on each page view,
 so the time is kept in the *name* of one empty marker per repository,
-``pushed/<name>!<ms>``: a recursive listing of ``pushed/`` gives every repository's
+``pushed/<name>!/<ms>``: a recursive listing of ``pushed/`` gives every repository's
 last push, on every driver (S3 lists a thousand keys per request).
 
 ``PushTimes`` is a change listener: when a manifest push has passed its checks it writes
@@ -64,10 +64,9 @@ class PushTimes:
             await self._driver.delete_many(stale)
 
     async def _markers(self, name: str) -> list[str]:
-        folder, start = layout.pushed_siblings(name)
+        folder = layout.pushed_folder(name)
         # A few: more than one only after concurrent pushes from several processes.
-        listed = await self._driver.list(folder, start_after=start, limit=16)
-        return [f"{folder}/{m}" for m in listed if m.startswith(start)]
+        return [f"{folder}/{m}" for m in await self._driver.list(folder, limit=16)]
 
     async def all(self) -> dict[str, float]:
         """Every repository's last push (seconds since the epoch) that a marker records."""
