@@ -8,6 +8,7 @@ Fixture names, one per meaning:
   client         an httpx.Client of api_target
   make_registry  a fresh in-process registry with a configuration of the test's own
   repo           a fresh repository name
+  anyio_backend  asyncio, for the async tests (marked anyio)
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ def s3_listing(request: pytest.FixtureRequest, prefix: str) -> Callable[[], list
         return sorted(key[len(prefix) + 1 :] for key in keys)
 
     return listing
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture

@@ -42,11 +42,6 @@ def bare(driver: Driver) -> Driver:
     return driver.inner
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _memory() -> Backend:
     store = MemoryStore()
 

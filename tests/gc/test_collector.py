@@ -20,11 +20,6 @@ from tests.gc.inprocess import HOUR, CollectorRig
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def rig() -> CollectorRig:
-    return CollectorRig()
-
-
 async def test_the_next_run_removes_tombstones_a_crashed_run_left(rig: CollectorRig) -> None:
     img = make_image([os.urandom(100)])
     await rig.push("p/u", img, "v1")

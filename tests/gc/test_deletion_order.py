@@ -17,11 +17,6 @@ from tests.gc.inprocess import CollectorRig
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def rig() -> CollectorRig:
-    return CollectorRig()
-
-
 def deletes_since(rig: CollectorRig, mark: int) -> list[set[str]]:
     """Every batch the rig's driver deleted since its ``mark``-th call; a ``delete`` is a
     batch of one."""

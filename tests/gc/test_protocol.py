@@ -26,11 +26,6 @@ from tests.images import Image
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def rig() -> CollectorRig:
-    return CollectorRig()
-
-
 async def garbage_image(rig: CollectorRig, repo: str) -> tuple[Image, bytes]:
     """An image pushed long ago whose tag is gone: all of it is garbage."""
     layer = os.urandom(300)

@@ -22,11 +22,6 @@ from tests.clocks import ClockedDriver, VirtualClock
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Storage:
     store: RegistryStore
