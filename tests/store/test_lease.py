@@ -37,7 +37,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         from storage_backends.s3 import S3Driver
 
         rgw = request.getfixturevalue("rgw")
-        inner = S3Driver(rgw.s3_config(prefix=f"lease-{uuid.uuid4().hex[:12]}"))
+        inner = S3Driver(rgw.s3_config(prefix=f"lease-{uuid.uuid4().hex[:12]}").driver_settings())
     clock = VirtualClock()
     driver = ClockedDriver(inner, clock)
     try:
