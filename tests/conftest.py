@@ -9,6 +9,12 @@ Fixture names, one per meaning:
   make_registry  a fresh in-process registry with a configuration of the test's own
   repo           a fresh repository name
   anyio_backend  asyncio, for the async tests (marked anyio)
+  rgw            a real S3 server (Ceph RGW, tests/rgw.py), one per session
+
+Folders add their own (tests/auth, tests/gc, tests/ops, tests/contract conftest.py), each
+named for what it is: ``token_registry`` (in this process), ``token_server`` (a real
+process), ``gc_server``, ``rig``... A real process is a ``*_server``; a registry in this
+process is a ``*_registry``.
 """
 
 from __future__ import annotations

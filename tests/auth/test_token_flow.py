@@ -589,6 +589,7 @@ def _url(template: str, name: str, digest: str) -> str:
     return (
         template.replace("{name:path}", name)
         .replace("{reference}", "v1")
+        .replace("{digest:path}", digest)
         .replace("{digest}", digest)
         .replace("{upload_id}", str(uuid.uuid4()))
     )
