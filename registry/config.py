@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -32,6 +33,9 @@ from pydantic_core import PydanticCustomError
 
 from registry.patterns import check_repository_pattern, check_tag_pattern, literal_prefix
 from registry.remote.settings import RemoteSettings
+
+if TYPE_CHECKING:
+    from storage_backends.s3 import S3Settings
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -120,6 +124,12 @@ class S3Config(Section):
     redirect: bool = False
     redirect_expiry: Duration = 1200.0
     verify_tls: bool = True
+
+    def driver_settings(self) -> S3Settings:
+        """What the S3 driver reads of this section, in its own type."""
+        from storage_backends.s3 import S3Settings  # boto3: loaded for S3 registries only
+
+        return S3Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(S3Settings)})
 
 
 class DeleteConfig(Section):

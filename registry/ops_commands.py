@@ -13,8 +13,7 @@ from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, check_config, load_or_exit
 from registry.health import local_url, probe
 from registry.preflight import require_existing_storage
-from registry.store import MaintenanceFlag, open_store
-from storage_backends import StorageError
+from registry.store import MaintenanceFlag, StorageError, open_store
 
 
 def add_commands(commands: Any) -> None:

@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,8 +31,6 @@ from storage_backends.base import FileInfo, PathNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-    from registry.config import S3Config
 
 T = TypeVar("T")
 
@@ -297,10 +295,30 @@ class S3Writer:
         await d._delete_keys([self._key, *(self._key + s for s in _SIDECARS)])
 
 
+@dataclass(frozen=True)
+class S3Settings:
+    """What the driver needs to know; ``storage.s3`` of the registry's configuration
+    makes one (``S3Config.driver_settings``), where the defaults and the rules live."""
+
+    bucket: str
+    region: str
+    endpoint_url: str | None
+    path_style: bool
+    prefix: str
+    access_key_id: str | None
+    secret_access_key: str | None = field(repr=False)
+    encrypt: bool
+    kms_key_id: str | None
+    storage_class: str | None
+    max_pool_connections: int
+    part_size: int
+    verify_tls: bool
+
+
 class S3Driver:
     name = "s3"
 
-    def __init__(self, config: S3Config) -> None:
+    def __init__(self, config: S3Settings) -> None:
         if not config.bucket:
             raise StorageError("storage.s3.bucket is not set")
         self._bucket = config.bucket

@@ -8,6 +8,13 @@ Fixture names, one per meaning:
   client         an httpx.Client of api_target
   make_registry  a fresh in-process registry with a configuration of the test's own
   repo           a fresh repository name
+  anyio_backend  asyncio, for the async tests (marked anyio)
+  rgw            a real S3 server (Ceph RGW, tests/rgw.py), one per session
+
+Folders add their own (tests/auth, tests/gc, tests/ops, tests/contract conftest.py), each
+named for what it is: ``token_registry`` (in this process), ``token_server`` (a real
+process), ``gc_server``, ``rig``... A real process is a ``*_server``; a registry in this
+process is a ``*_registry``.
 """
 
 from __future__ import annotations
@@ -143,6 +150,11 @@ def s3_listing(request: pytest.FixtureRequest, prefix: str) -> Callable[[], list
         return sorted(key[len(prefix) + 1 :] for key in keys)
 
     return listing
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture

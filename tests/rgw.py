@@ -360,6 +360,8 @@ def running_rgw() -> Iterator[RgwServer]:
 
 @pytest.fixture(scope="session")
 def rgw() -> Iterator[RgwServer]:
+    """A throwaway Ceph cluster with RGW and a bucket, for the session; tests keep to
+    key prefixes of their own."""
     missing = missing_binaries()
     if missing:
         reason = (

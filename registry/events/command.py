@@ -24,8 +24,7 @@ from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.events.model import Record, Segment
 from registry.events.queue import Cursor, DeadLetter
 from registry.preflight import require_existing_storage
-from registry.store import RegistryStore, open_store
-from storage_backends import StorageError
+from registry.store import RegistryStore, StorageError, open_store
 
 
 @dataclass

@@ -21,8 +21,7 @@ from registry.gc.report import CollectionReport
 from registry.policy import install as install_policy
 from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
-from registry.store import LeaseLostError, open_store
-from storage_backends import StorageError
+from registry.store import LeaseLostError, StorageError, open_store
 
 EXIT_BUSY = 75
 

@@ -18,8 +18,7 @@ from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.policy import install
 from registry.policy.report import UsageReport, build_report, render
 from registry.preflight import require_existing_storage
-from registry.store import open_store
-from storage_backends import StorageError
+from registry.store import StorageError, open_store
 
 
 def add_command(commands: Any) -> None:

@@ -34,8 +34,7 @@ from registry.proxy import metrics
 from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Routes
 from registry.reference import Digest
-from registry.store import Lease, LeaseLostError, RegistryStore, Revision
-from storage_backends import PathNotFoundError
+from registry.store import Lease, LeaseLostError, PathNotFoundError, RegistryStore, Revision
 
 log = logging.getLogger("registry.proxy")
 

@@ -56,7 +56,7 @@ from registry.store.usage_log import (
     UsageOp,
     new_holder,
 )
-from storage_backends import CheckedDriver, Driver, PathNotFoundError
+from storage_backends import CheckedDriver, Driver, PathNotFoundError, StorageError
 from storage_backends.checked import Observer
 from storage_backends.factory import open_driver
 
@@ -184,6 +184,7 @@ __all__ = [
     "ManifestStore",
     "ObjectInfo",
     "Outbox",
+    "PathNotFoundError",
     "ProxyRecords",
     "PushTimes",
     "ReadOnlyFlag",
@@ -196,6 +197,7 @@ __all__ = [
     "Revision",
     "SessionKeys",
     "StorageClock",
+    "StorageError",
     "StoredManifest",
     "StoredObject",
     "Tag",

@@ -29,7 +29,7 @@ from registry.config import Config
 from registry.context import acting_as, current
 from registry.errors import RegistryError
 from registry.reference import check_name, check_tag, parse_digest
-from registry.store import RegistryStore
+from registry.store import RegistryStore, StorageError
 from registry.ui import repositories, storage, tags
 from registry.ui.contents import Contents
 from registry.ui.ordering import parse_listing
@@ -37,7 +37,6 @@ from registry.ui.pull import pull_commands
 from registry.ui.render import Renderer, asset_response
 from registry.ui.sessions import COOKIE, COOKIE_PATH, Session, SessionCodec
 from registry.ui.viewer import Viewer
-from storage_backends import StorageError
 
 log = logging.getLogger("registry.ui")
 

@@ -1,6 +1,14 @@
 """Auth fixtures: users with fast bcrypt hashes, a policy that exercises users, groups,
-patterns and the anonymous grants, and one token-mode and one basic-mode server shared
-by the modules of this folder (each test uses its own repository names)."""
+patterns and the anonymous grants, and registries in each mode shared by the modules of
+this folder (each test uses its own repository names).
+
+Fixture names:
+  token_registry  token mode with the built-in token service, in this process
+  basic_registry  HTTP Basic mode, in this process
+  http            a client of token_registry with no credentials of its own
+  token_server    token mode in a real `registry serve` process (for real clients)
+  basic_server    HTTP Basic mode in a real `registry serve` process (for real clients)
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,10 @@ import bcrypt
 import httpx
 import pytest
 
+from tests.asgi_registry import InProcessRegistry
 from tests.conftest import start_server
 from tests.server import RegistryServer
+from tests.targets import RegistryTarget
 
 PASSWORD = "s3cret-pw"
 ROUNDS = 4  # bcrypt's minimum: the tests check behaviour, not cost
@@ -72,26 +82,45 @@ def unique(prefix: str) -> str:
     return f"{prefix}/{uuid.uuid4().hex[:10]}"
 
 
+def token_section(workdir: Path, **extra: Any) -> dict[str, Any]:
+    """The shared policy in token mode, the signing key kept in ``workdir`` (the default
+    would put one in the working directory)."""
+    return auth_section(workdir, "token", token={"key_file": str(workdir / "token.pem")}, **extra)
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
+    workdir = tmp_path_factory.mktemp("token-registry")
+    with InProcessRegistry({"auth": token_section(workdir)}) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRegistry]:
+    workdir = tmp_path_factory.mktemp("basic-registry")
+    with InProcessRegistry({"auth": auth_section(workdir, "basic")}) as registry:
+        yield registry
+
+
 @pytest.fixture(scope="session")
 def token_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
-    workdir = tmp_path_factory.mktemp("token-registry")
-    auth = auth_section(workdir, "token", token={"key_file": str(workdir / "token.pem")})
-    return start_server(request, workdir, config={"auth": auth})
+    workdir = tmp_path_factory.mktemp("token-server")
+    return start_server(request, workdir, config={"auth": token_section(workdir)})
 
 
 @pytest.fixture(scope="session")
 def basic_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
-    workdir = tmp_path_factory.mktemp("basic-registry")
+    workdir = tmp_path_factory.mktemp("basic-server")
     return start_server(request, workdir, config={"auth": auth_section(workdir, "basic")})
 
 
 @pytest.fixture
-def http(token_server: RegistryServer) -> Iterator[httpx.Client]:
-    with token_server.client() as c:
+def http(token_registry: InProcessRegistry) -> Iterator[httpx.Client]:
+    with token_registry.client() as c:
         yield c
 
 
@@ -114,5 +143,5 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def token_client(server: RegistryServer, token: str) -> httpx.Client:
-    return server.client(headers=bearer(token))
+def token_client(registry: RegistryTarget, token: str) -> httpx.Client:
+    return registry.client(headers=bearer(token))

@@ -1,11 +1,13 @@
 """Behind an existing token service: the registry verifies tokens it did not sign, found
-by the kid forms of distribution v3 (RFC 7638) and v2 (libtrust), and serves no tokens."""
+by the kid forms of distribution v3 (RFC 7638) and v2 (libtrust), and serves no tokens.
+In this process, but for `registry serve`'s refusal of an issuer without keys."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from registry.auth.tokens import jwk_thumbprint, jwks_document, libtrust_key_id
+from tests.asgi_registry import InProcessRegistry
 from tests.auth.conftest import bearer, unique
-from tests.conftest import start_server
 from tests.images import image, push_image
 from tests.server import RegistryServer
 
@@ -32,9 +34,10 @@ def keys() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def external(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any]
-) -> RegistryServer:
+def external_registry(
+    tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any]
+) -> Iterator[InProcessRegistry]:
+    """A registry that trusts the issuer's keys (a JWKS document and a PEM file)."""
     workdir: Path = tmp_path_factory.mktemp("external")
     jwks = workdir / "issuer-jwks.json"
     jwks.write_text(json.dumps(jwks_document([(keys["jwks"].public_key(), "issuer-key-1")])))
@@ -55,7 +58,8 @@ def external(
             "trusted_keys": [str(pem)],
         },
     }
-    return start_server(request, workdir, config={"auth": auth})
+    with InProcessRegistry({"auth": auth}) as registry:
+        yield registry
 
 
 def token(key: Any, kid: str, name: str, actions: list[str], **override: Any) -> str:
@@ -75,8 +79,8 @@ def token(key: Any, kid: str, name: str, actions: list[str], **override: Any) ->
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
 
 
-def test_challenge_points_at_the_external_realm(external: RegistryServer) -> None:
-    with external.client() as c:
+def test_challenge_points_at_the_external_realm(external_registry: InProcessRegistry) -> None:
+    with external_registry.client() as c:
         r = c.get("/v2/x/y/tags/list")
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == (
@@ -84,8 +88,8 @@ def test_challenge_points_at_the_external_realm(external: RegistryServer) -> Non
     )
 
 
-def test_no_builtin_token_service(external: RegistryServer) -> None:
-    with external.client() as c:
+def test_no_builtin_token_service(external_registry: InProcessRegistry) -> None:
+    with external_registry.client() as c:
         assert c.get("/auth/token").status_code == 404
         assert c.get("/.well-known/jwks.json").status_code == 404
 
@@ -101,19 +105,23 @@ def test_no_builtin_token_service(external: RegistryServer) -> None:
     ids=["jwks-declared-kid", "jwks-rfc7638", "pem-rfc7638", "pem-libtrust"],
 )
 def test_external_tokens_push_and_pull(
-    external: RegistryServer, keys: dict[str, Any], which: str, kid_of: Any
+    external_registry: InProcessRegistry, keys: dict[str, Any], which: str, kid_of: Any
 ) -> None:
     name = unique("ext")
     key = keys[which]
-    with external.client(headers=bearer(token(key, kid_of(key), name, ["pull", "push"]))) as c:
+    with external_registry.client(
+        headers=bearer(token(key, kid_of(key), name, ["pull", "push"]))
+    ) as c:
         digest = push_image(c, name, image(layers=1, layer_size=64), tag="v1")
         assert c.get(f"/v2/{name}/manifests/v1").headers["docker-content-digest"] == digest
 
 
-def test_external_token_scope_is_enforced(external: RegistryServer, keys: dict[str, Any]) -> None:
+def test_external_token_scope_is_enforced(
+    external_registry: InProcessRegistry, keys: dict[str, Any]
+) -> None:
     name = unique("ext")
     pull_only = token(keys["jwks"], "issuer-key-1", name, ["pull"])
-    with external.client(headers=bearer(pull_only)) as c:
+    with external_registry.client(headers=bearer(pull_only)) as c:
         r = c.post(f"/v2/{name}/blobs/uploads/")
     # We cannot judge an outside user: a new token might carry the scope (401).
     assert r.status_code == 401
@@ -126,28 +134,28 @@ def test_external_token_scope_is_enforced(external: RegistryServer, keys: dict[s
     ids=["our-default-issuer", "another-audience", "expired"],
 )
 def test_external_token_claims_are_checked(
-    external: RegistryServer, keys: dict[str, Any], override: dict[str, Any]
+    external_registry: InProcessRegistry, keys: dict[str, Any], override: dict[str, Any]
 ) -> None:
     t = token(keys["jwks"], "issuer-key-1", "x/y", ["pull"], **override)
-    with external.client() as c:
+    with external_registry.client() as c:
         r = c.get("/v2/x/y/tags/list", headers=bearer(t))
     assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
-def test_token_from_an_untrusted_key_is_refused(external: RegistryServer) -> None:
+def test_token_from_an_untrusted_key_is_refused(external_registry: InProcessRegistry) -> None:
     stranger = ec.generate_private_key(ec.SECP256R1())
     t = token(stranger, "issuer-key-1", "x/y", ["pull"])
-    with external.client() as c:
+    with external_registry.client() as c:
         assert c.get("/v2/x/y/tags/list", headers=bearer(t)).status_code == 401
 
 
 def test_catalog_with_an_external_token_lists_what_the_token_may_pull(
-    external: RegistryServer, keys: dict[str, Any]
+    external_registry: InProcessRegistry, keys: dict[str, Any]
 ) -> None:
     seen, hidden = unique("ext"), unique("ext")
     for name in (seen, hidden):
         t = token(keys["jwks"], "issuer-key-1", name, ["pull", "push"])
-        with external.client(headers=bearer(t)) as c:
+        with external_registry.client(headers=bearer(t)) as c:
             push_image(c, name, image(layers=1, layer_size=32), tag="v1")
     now = int(time.time())
     claims = {
@@ -162,7 +170,7 @@ def test_catalog_with_an_external_token_lists_what_the_token_may_pull(
         ],
     }
     t = jwt.encode(claims, keys["jwks"], algorithm="ES256", headers={"kid": "issuer-key-1"})
-    with external.client() as c:
+    with external_registry.client() as c:
         listed = c.get("/v2/_catalog", headers=bearer(t)).json()["repositories"]
     assert seen in listed and hidden not in listed
 

@@ -21,7 +21,7 @@ ATTACKER = "203.0.113.66"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(
+def two_worker_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
     workdir: Path = tmp_path_factory.mktemp("login-limit")
@@ -62,45 +62,53 @@ async def burst(server: RegistryServer, user: str, address: str, n: int) -> list
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def test_parallel_wrong_passwords_cannot_all_be_checked(server: RegistryServer) -> None:
-    statuses = asyncio.run(burst(server, "ci", "198.51.100.1", 40))
+def test_parallel_wrong_passwords_cannot_all_be_checked(two_worker_server: RegistryServer) -> None:
+    statuses = asyncio.run(burst(two_worker_server, "ci", "198.51.100.1", 40))
     assert set(statuses) <= {401, 429}
     assert statuses.count(401) <= MAX_FAILURES, statuses
     # the right password from there now waits too; from elsewhere it works
-    assert get(server, "ci", PASSWORD, "198.51.100.1") in (200, 429)
-    assert get(server, "ci", PASSWORD, "198.51.100.2") == 200
+    assert get(two_worker_server, "ci", PASSWORD, "198.51.100.1") in (200, 429)
+    assert get(two_worker_server, "ci", PASSWORD, "198.51.100.2") == 200
 
 
-def test_the_limit_holds_across_workers(server: RegistryServer) -> None:
+def test_the_limit_holds_across_workers(two_worker_server: RegistryServer) -> None:
     address = "198.51.100.10"
-    statuses = [get(server, "bob", f"guess-{i}", address) for i in range(4 * MAX_FAILURES)]
+    statuses = [
+        get(two_worker_server, "bob", f"guess-{i}", address) for i in range(4 * MAX_FAILURES)
+    ]
     assert statuses == [401] * MAX_FAILURES + [429] * (3 * MAX_FAILURES), statuses
-    assert get(server, "bob", PASSWORD, address) == 429
+    assert get(two_worker_server, "bob", PASSWORD, address) == 429
 
 
-def test_someone_elses_failures_do_not_lock_the_owner_out(server: RegistryServer) -> None:
+def test_someone_elses_failures_do_not_lock_the_owner_out(
+    two_worker_server: RegistryServer,
+) -> None:
     for i in range(MAX_FAILURES + 2):
-        get(server, "alice", f"guess-{i}", ATTACKER)
-    assert get(server, "alice", PASSWORD, ATTACKER) == 429
+        get(two_worker_server, "alice", f"guess-{i}", ATTACKER)
+    assert get(two_worker_server, "alice", PASSWORD, ATTACKER) == 429
     for _ in range(3):
-        assert get(server, "alice", PASSWORD, "10.20.30.40") == 200  # the owner, at home
-    assert "too many failed attempts for this user" in server.log()
+        assert get(two_worker_server, "alice", PASSWORD, "10.20.30.40") == 200  # the owner, at home
+    assert "too many failed attempts for this user" in two_worker_server.log()
 
 
-def test_one_address_has_a_ceiling_across_user_names(server: RegistryServer) -> None:
+def test_one_address_has_a_ceiling_across_user_names(two_worker_server: RegistryServer) -> None:
     address = "198.51.100.77"
-    statuses = [get(server, f"sprayed{i}", "Winter2024!", address) for i in range(PER_ADDRESS)]
+    statuses = [
+        get(two_worker_server, f"sprayed{i}", "Winter2024!", address) for i in range(PER_ADDRESS)
+    ]
     assert statuses == [401] * PER_ADDRESS
-    assert get(server, "carol", PASSWORD, address) == 429  # even a right password
-    assert get(server, "carol", PASSWORD, "198.51.100.78") == 200
-    assert "too many failed attempts from this address" in server.log()
+    assert get(two_worker_server, "carol", PASSWORD, address) == 429  # even a right password
+    assert get(two_worker_server, "carol", PASSWORD, "198.51.100.78") == 200
+    assert "too many failed attempts from this address" in two_worker_server.log()
 
 
-def test_retry_after_says_when(server: RegistryServer) -> None:
+def test_retry_after_says_when(two_worker_server: RegistryServer) -> None:
     address = "198.51.100.90"
     for i in range(MAX_FAILURES):
-        get(server, "dave", f"guess-{i}", address)
-    with server.client(auth=("dave", PASSWORD), headers={"X-Forwarded-For": address}) as c:
+        get(two_worker_server, "dave", f"guess-{i}", address)
+    with two_worker_server.client(
+        auth=("dave", PASSWORD), headers={"X-Forwarded-For": address}
+    ) as c:
         r = c.get("/v2/")
     assert r.status_code == 429
     assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"

@@ -1,5 +1,5 @@
-"""Token mode over HTTP against a real `registry serve`: challenges, the built-in token
-service (GET and the `docker login` POST flow), and every refusal as its own test."""
+"""Token mode over HTTP, in this process: challenges, the built-in token service (GET
+and the `docker login` POST flow), and every refusal as its own test."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 
 from registry.auth.access import ROUTE_ACCESS, Kind
 from registry.cli import main
+from tests.asgi_registry import InProcessRegistry
 from tests.auth.conftest import PASSWORD, bearer, get_token, token_client, unique
 from tests.images import image, push_blob, push_image, sha256
-from tests.server import RegistryServer
 
 CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -35,15 +36,16 @@ def challenge(response: httpx.Response) -> dict[str, str]:
     return dict(CHALLENGE_RE.findall(params))
 
 
-def server_key(server: RegistryServer) -> Any:
-    return serialization.load_pem_private_key((server.workdir / "token.pem").read_bytes(), None)
+def server_key(registry: InProcessRegistry) -> Any:
+    key_file = Path(registry.config.auth.token.key_file)
+    return serialization.load_pem_private_key(key_file.read_bytes(), None)
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forged(server: RegistryServer, http: httpx.Client, **override: Any) -> str:
+def forged(registry: InProcessRegistry, http: httpx.Client, **override: Any) -> str:
     """A token signed with the server's own key, with claims of our choosing."""
     now = int(time.time())
     kid = http.get("/.well-known/jwks.json").json()["keys"][0]["kid"]
@@ -58,7 +60,7 @@ def forged(server: RegistryServer, http: httpx.Client, **override: Any) -> str:
         "access": [{"type": "repository", "name": "team-a/app", "actions": ["pull"]}],
     }
     claims.update(override)
-    return jwt.encode(claims, server_key(server), algorithm="ES256", headers={"kid": kid})
+    return jwt.encode(claims, server_key(registry), algorithm="ES256", headers={"kid": kid})
 
 
 def error_code(response: httpx.Response) -> str | None:
@@ -83,10 +85,10 @@ def assert_403(response: httpx.Response) -> None:
     assert "www-authenticate" not in response.headers
 
 
-def seeded(server: RegistryServer, http: httpx.Client, name: str) -> str:
+def seeded(registry: InProcessRegistry, http: httpx.Client, name: str) -> str:
     """Push a small image to ``name`` as admin; returns its manifest digest."""
     token = get_token(http, f"repository:{name}:pull,push", user="admin")
-    with token_client(server, token) as admin:
+    with token_client(registry, token) as admin:
         return push_image(admin, name, image(layers=1, layer_size=64), tag="v1")
 
 
@@ -94,10 +96,10 @@ def seeded(server: RegistryServer, http: httpx.Client, name: str) -> str:
 
 
 def test_base_without_a_token_is_challenged(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     params = assert_401(http.get("/v2/"))
-    assert params == {"realm": f"{token_server.url}/auth/token", "service": "registry"}
+    assert params == {"realm": f"{token_registry.url}/auth/token", "service": "registry"}
 
 
 def test_pull_challenge_names_the_pull_scope(http: httpx.Client) -> None:
@@ -232,7 +234,7 @@ def test_jwks_publishes_the_signing_key(http: httpx.Client) -> None:
 # ----------------------------------------------------------------- docker login (POST)
 
 
-def test_docker_login_flow(token_server: RegistryServer, http: httpx.Client) -> None:
+def test_docker_login_flow(token_registry: InProcessRegistry, http: httpx.Client) -> None:
     # 1. docker pings /v2/ and learns the realm.
     realm = challenge(http.get("/v2/"))["realm"]
     # 2. `docker login`: OAuth2 password grant, asking for a refresh (identity) token.
@@ -269,7 +271,7 @@ def test_docker_login_flow(token_server: RegistryServer, http: httpx.Client) -> 
     refreshed = r.json()
     assert refreshed["scope"] == f"repository:{name}:pull,push"
     assert refreshed["refresh_token"] == login["refresh_token"]
-    with token_client(token_server, refreshed["access_token"]) as docker:
+    with token_client(token_registry, refreshed["access_token"]) as docker:
         digest = push_image(docker, name, image(layers=1, layer_size=128), tag="v1")
         assert docker.get(f"/v2/{name}/manifests/v1").headers["docker-content-digest"] == digest
 
@@ -341,13 +343,18 @@ def test_refresh_token_is_not_an_access_token(http: httpx.Client) -> None:
 
 
 def test_password_change_revokes_refresh_tokens(
-    token_server: RegistryServer, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    token_registry: InProcessRegistry, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    htpasswd = str(token_server.workdir / "htpasswd")
+    htpasswd = token_registry.config.auth.htpasswd
+    assert htpasswd is not None
+    # The registry re-reads the users file at most once a second, by a clock moved here.
+    directory = token_registry.app.state.authorizer.directory
+    moved = [0.0]
+    monkeypatch.setattr(directory, "clock", lambda: time.monotonic() + moved[0])
     user = f"u{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("sys.stdin", io.StringIO("first-pw\n"))
     main(["user", "add", user, "--file", htpasswd, "--password-stdin", "--rounds", "4"])
-    time.sleep(1.1)  # the server re-reads the users file at most once a second
+    moved[0] += 1.1
     r = http.get("/auth/token", params={"offline_token": "true"}, auth=(user, "first-pw"))
     assert r.status_code == 200, r.text
     refresh = r.json()["refresh_token"]
@@ -356,7 +363,7 @@ def test_password_change_revokes_refresh_tokens(
 
     monkeypatch.setattr("sys.stdin", io.StringIO("second-pw\n"))
     main(["user", "passwd", user, "--file", htpasswd, "--password-stdin", "--rounds", "4"])
-    time.sleep(1.1)
+    moved[0] += 1.1
     assert http.post("/auth/token", data=form).status_code == 401
     main(["user", "remove", user, "--file", htpasswd])
 
@@ -372,26 +379,26 @@ def test_basic_credentials_are_not_a_token(http: httpx.Client) -> None:
     assert_401(http.get(f"/v2/{unique('team-a')}/tags/list", auth=("admin", PASSWORD)))
 
 
-def test_expired_token_is_refused(token_server: RegistryServer, http: httpx.Client) -> None:
+def test_expired_token_is_refused(token_registry: InProcessRegistry, http: httpx.Client) -> None:
     past = int(time.time()) - 3600
-    token = forged(token_server, http, iat=past, nbf=past, exp=past + 300)
+    token = forged(token_registry, http, iat=past, nbf=past, exp=past + 300)
     assert_401(http.get("/v2/team-a/app/tags/list", headers=bearer(token)), "invalid_token")
     # The same claims, unexpired, pass: the refusal is the expiry's.
-    fresh = forged(token_server, http)
+    fresh = forged(token_registry, http)
     assert http.get("/v2/team-a/app/tags/list", headers=bearer(fresh)).status_code in (200, 404)
 
 
 def test_token_for_another_audience_is_refused(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
-    token = forged(token_server, http, aud="other-registry")
+    token = forged(token_registry, http, aud="other-registry")
     assert_401(http.get("/v2/team-a/app/tags/list", headers=bearer(token)), "invalid_token")
 
 
 def test_token_from_another_issuer_is_refused(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
-    token = forged(token_server, http, iss="evil-issuer")
+    token = forged(token_registry, http, iss="evil-issuer")
     assert_401(http.get("/v2/team-a/app/tags/list", headers=bearer(token)), "invalid_token")
 
 
@@ -426,10 +433,10 @@ def test_alg_none_is_refused(http: httpx.Client) -> None:
 
 
 def test_hs256_signed_with_the_public_key_is_refused(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     pem = (
-        server_key(token_server)
+        server_key(token_registry)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -488,7 +495,7 @@ def test_unknown_user_is_refused_like_a_wrong_password(http: httpx.Client) -> No
 
 
 def test_repeated_failed_logins_are_rate_limited(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     for _ in range(3):
         assert http.get("/auth/token", auth=("throttled", "guess")).status_code == 401
@@ -497,18 +504,18 @@ def test_repeated_failed_logins_are_rate_limited(
     assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert http.get("/auth/token", auth=("alice", PASSWORD)).status_code == 200  # others are not
-    log = token_server.log()
+    log = token_registry.log()
     assert "too many failed attempts" in log and "'throttled'" in log
     assert "guess" not in log and PASSWORD not in log
 
 
 def test_refusals_are_logged_without_secrets(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     token = get_token(http, "repository:team-a/app:pull", user="bob")
     http.post("/v2/team-a/app/blobs/uploads/", headers=bearer(token))
     http.get("/v2/team-a/app/tags/list", headers=bearer(token[:-4] + "AAAA"))
-    log = token_server.log()
+    log = token_registry.log()
     assert (
         "refused POST /v2/team-a/app/blobs/uploads/ from 127.0.0.1 (403): user 'bob': "
         "the policy does not allow it; needed repository:team-a/app:pull,push"
@@ -520,18 +527,20 @@ def test_refusals_are_logged_without_secrets(
 # ------------------------------------------------------------------------ what roles do
 
 
-def test_writer_pushes_and_pulls(token_server: RegistryServer, http: httpx.Client) -> None:
+def test_writer_pushes_and_pulls(token_registry: InProcessRegistry, http: httpx.Client) -> None:
     name = unique("team-a")
     token = get_token(http, f"repository:{name}:pull,push", user="dave")  # group from auth.groups
-    with token_client(token_server, token) as dave:
+    with token_client(token_registry, token) as dave:
         digest = push_image(dave, name, image(layers=2, layer_size=256), tag="v1")
         assert dave.get(f"/v2/{name}/tags/list").json()["tags"] == ["v1"]
         assert dave.head(f"/v2/{name}/manifests/{digest}").status_code == 200
 
 
-def test_delete_needs_the_delete_action(token_server: RegistryServer, http: httpx.Client) -> None:
+def test_delete_needs_the_delete_action(
+    token_registry: InProcessRegistry, http: httpx.Client
+) -> None:
     a, b = unique("team-a"), unique("team-b")
-    digest_a, digest_b = seeded(token_server, http, a), seeded(token_server, http, b)
+    digest_a, digest_b = seeded(token_registry, http, a), seeded(token_registry, http, b)
     writer = get_token(http, f"repository:{a}:delete", user="alice")
     assert_403(http.delete(f"/v2/{a}/manifests/{digest_a}", headers=bearer(writer)))
     maintainer = get_token(http, f"repository:{b}:delete", user="carol")
@@ -541,10 +550,10 @@ def test_delete_needs_the_delete_action(token_server: RegistryServer, http: http
 
 
 def test_anonymous_may_pull_public_but_not_push(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     name = unique("public")
-    seeded(token_server, http, name)
+    seeded(token_registry, http, name)
     anonymous = get_token(http, f"repository:{name}:pull,push")
     assert http.get(f"/v2/{name}/manifests/v1", headers=bearer(anonymous)).status_code == 200
     # Anonymous: not a known user, so logging in could help (401, not 403).
@@ -554,10 +563,10 @@ def test_anonymous_may_pull_public_but_not_push(
 
 
 def test_every_authenticated_user_reads_shared(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     name = unique("shared")
-    seeded(token_server, http, name)
+    seeded(token_registry, http, name)
     for user in ("bob", "carol", "dave"):
         token = get_token(http, f"repository:{name}:pull", user=user)
         assert http.get(f"/v2/{name}/tags/list", headers=bearer(token)).status_code == 200
@@ -580,16 +589,17 @@ def _url(template: str, name: str, digest: str) -> str:
     return (
         template.replace("{name:path}", name)
         .replace("{reference}", "v1")
+        .replace("{digest:path}", digest)
         .replace("{digest}", digest)
         .replace("{upload_id}", str(uuid.uuid4()))
     )
 
 
 @pytest.fixture(scope="module")
-def private_repo(token_server: RegistryServer) -> tuple[str, str]:
-    with token_server.client() as http:
+def private_repo(token_registry: InProcessRegistry) -> tuple[str, str]:
+    with token_registry.client() as http:
         name = unique("team-b")
-        return name, seeded(token_server, http, name)
+        return name, seeded(token_registry, http, name)
 
 
 @pytest.mark.parametrize(("template", "method"), REPOSITORY_ROUTES)
@@ -625,10 +635,10 @@ WRITE_ROUTES = [r for r in REPOSITORY_ROUTES if ROUTE_ACCESS[r].actions - {"pull
 
 
 @pytest.fixture(scope="module")
-def team_a_repo(token_server: RegistryServer) -> tuple[str, str]:
-    with token_server.client() as http:
+def team_a_repo(token_registry: InProcessRegistry) -> tuple[str, str]:
+    with token_registry.client() as http:
         name = unique("team-a")
-        return name, seeded(token_server, http, name)
+        return name, seeded(token_registry, http, name)
 
 
 @pytest.mark.parametrize(("template", "method"), WRITE_ROUTES)
@@ -650,12 +660,12 @@ def test_a_reader_cannot_write_or_delete_through_any_endpoint(
 
 
 def test_mount_without_pull_on_the_source_starts_a_normal_upload(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     source, target = unique("team-a"), unique("team-b")
     blob = uuid.uuid4().bytes * 8
     with token_client(
-        token_server, get_token(http, f"repository:{source}:pull,push", user="alice")
+        token_registry, get_token(http, f"repository:{source}:pull,push", user="alice")
     ) as alice:
         digest = push_blob(alice, source, blob)
     # carol may push team-b but not read team-a: the mount must not reveal the blob.
@@ -674,13 +684,13 @@ def test_mount_without_pull_on_the_source_starts_a_normal_upload(
 
 
 def test_mount_with_pull_on_the_source_links_the_blob(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     source, target = unique("team-a"), unique("team-a")
     token = get_token(
         http, f"repository:{target}:pull,push", f"repository:{source}:pull,push", user="alice"
     )
-    with token_client(token_server, token) as alice:
+    with token_client(token_registry, token) as alice:
         digest = push_blob(alice, source, uuid.uuid4().bytes * 8)
         r = alice.post(f"/v2/{target}/blobs/uploads/", params={"mount": digest, "from": source})
         assert r.status_code == 201
@@ -703,11 +713,11 @@ def _catalog(http: httpx.Client, token: str, n: int | None = None) -> list[str]:
 
 
 def test_catalog_lists_only_what_the_caller_may_pull(
-    token_server: RegistryServer, http: httpx.Client
+    token_registry: InProcessRegistry, http: httpx.Client
 ) -> None:
     mine = {p: unique(p) for p in ("team-a", "team-b", "public", "shared")}
     for name in mine.values():
-        seeded(token_server, http, name)
+        seeded(token_registry, http, name)
     expected = {
         "admin": {"team-a", "team-b", "public", "shared"},
         "bob": {"team-a", "public", "shared"},
@@ -731,7 +741,9 @@ def test_catalog_token_for_a_user_without_grants_of_their_own(http: httpx.Client
     ]
 
 
-def test_mount_challenge_names_the_source(token_server: RegistryServer, http: httpx.Client) -> None:
+def test_mount_challenge_names_the_source(
+    token_registry: InProcessRegistry, http: httpx.Client
+) -> None:
     """As distribution does: a client that takes its scope from the challenge can get a
     token that mounts."""
     r = http.post(

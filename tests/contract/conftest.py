@@ -42,11 +42,6 @@ def bare(driver: Driver) -> Driver:
     return driver.inner
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _memory() -> Backend:
     store = MemoryStore()
 
@@ -82,7 +77,7 @@ def _s3(rgw: RgwServer, prefix: str) -> Backend:
     def factory(**overrides: Any) -> Driver:
         # The smallest part size S3 allows, so that a few MiB cross part boundaries.
         values = {"part_size": MIN_PART, **overrides}
-        return S3Driver(rgw.s3_config(prefix=prefix, **values))
+        return S3Driver(rgw.s3_config(prefix=prefix, **values).driver_settings())
 
     return Backend("s3", factory, stored)
 

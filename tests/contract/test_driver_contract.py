@@ -685,7 +685,7 @@ async def test_s3_delete_many_raises_on_keys_left_but_not_on_missing_ones() -> N
     config = S3Config(
         bucket="b", endpoint_url="http://127.0.0.1:9", access_key_id="k", secret_access_key="s"
     )
-    driver = S3Driver(config)
+    driver = S3Driver(config.driver_settings())
     missing = {"Key": "a", "Code": "NoSuchKey", "Message": "gone"}
     denied = {"Key": "b", "Code": "AccessDenied", "Message": "no"}
     finished: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def same_tree(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(
+def skopeo_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
     return start_server(request, tmp_path_factory.mktemp("skopeo"), request.param)
@@ -43,11 +44,13 @@ def server(
     ],
     ids=["oci-image", "multi-platform-index"],
 )
-def test_copy_in_and_out_is_byte_identical(server: RegistryServer, tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
+def test_copy_in_and_out_is_byte_identical(
+    skopeo_server: RegistryServer, tmp_path: Path, make: Callable[[], Image]
+) -> None:
     img: Image = make()
     src, out = tmp_path / "src", tmp_path / "out"
     write_oci_layout(src, img)
-    ref = f"docker://{server.host}/skopeo/{tmp_path.name.lower()}:v1"
+    ref = f"docker://{skopeo_server.host}/skopeo/{tmp_path.name.lower()}:v1"
     skopeo(
         "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", f"oci:{src}:latest", ref
     )
@@ -57,18 +60,18 @@ def test_copy_in_and_out_is_byte_identical(server: RegistryServer, tmp_path: Pat
     same_tree(src, out)
 
 
-def test_docker_schema2_round_trip(server: RegistryServer, tmp_path: Path) -> None:
+def test_docker_schema2_round_trip(skopeo_server: RegistryServer, tmp_path: Path) -> None:
     img = image(layers=2, docker=True, layer_size=100_000)
     src, out = tmp_path / "src", tmp_path / "out"
     write_dir_layout(src, img)
-    ref = f"docker://{server.host}/skopeo/docker:v1"
+    ref = f"docker://{skopeo_server.host}/skopeo/docker:v1"
     skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"dir:{src}", ref)
     skopeo("copy", "--preserve-digests", "--src-tls-verify=false", ref, f"dir:{out}")
     for f in sorted(p.name for p in src.iterdir()):
         assert (out / f).read_bytes() == (src / f).read_bytes(), f
 
 
-def test_inspect_and_list_tags(server: RegistryServer, tmp_path: Path) -> None:
+def test_inspect_and_list_tags(skopeo_server: RegistryServer, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_oci_layout(src, image(layers=1))
     for tag in ("a", "b"):
@@ -76,14 +79,14 @@ def test_inspect_and_list_tags(server: RegistryServer, tmp_path: Path) -> None:
             "copy",
             "--dest-tls-verify=false",
             f"oci:{src}:latest",
-            f"docker://{server.host}/listing:{tag}",
+            f"docker://{skopeo_server.host}/listing:{tag}",
         )
     out = subprocess.run(
         [
             require_tool("skopeo"),
             "list-tags",
             "--tls-verify=false",
-            f"docker://{server.host}/listing",
+            f"docker://{skopeo_server.host}/listing",
         ],
         capture_output=True,
         text=True,

@@ -1,17 +1,17 @@
-"""Fixtures of the garbage-collection tests: a registry whose own collector is off (the
-tests run ``registry gc`` when they mean to), per backend."""
+"""Fixtures of the garbage-collection tests:
+  gc_server  a real server whose own collector is off (the tests run ``registry gc`` when
+             they mean to), per backend
+  rig        the collector's rig: a store and a collector in this process over a gated
+             memory driver, in virtual time (tests/gc/inprocess.py)
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import BACKENDS, start_server
+from tests.gc.inprocess import CollectorRig
 from tests.server import RegistryServer
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -22,3 +22,8 @@ def gc_server(
     return start_server(
         request, tmp_path_factory.mktemp("gc"), request.param, config={"gc": {"enabled": False}}
     )
+
+
+@pytest.fixture
+def rig() -> CollectorRig:
+    return CollectorRig()

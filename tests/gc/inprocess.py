@@ -1,14 +1,13 @@
-"""An in-process registry for collector tests: a store and a collector over the
-filesystem driver, wrapped so that a test can stop any one storage operation until it
-lets it go (to force an interleaving of a push and a collection), and make everything
-stored look older by moving the storage's clock (``age``)."""
+"""The collector's test rig: a store and a collector in this process over a memory
+driver, gated (tests/gated_driver.py) so that a test can stop any one storage operation
+until it lets it go (to force an interleaving of a push and a collection), in virtual
+time (the lease's settle time and a push's wait for a tombstone cost nothing), with a
+storage clock the test moves to make everything stored look older (``age``)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 from registry.config import GcConfig
@@ -16,103 +15,22 @@ from registry.gc import Collector
 from registry.manifest import parse_manifest
 from registry.reference import Digest, parse_digest
 from registry.store import RegistryStore
-from storage_backends import Driver, FileInfo, FileWriter
-from storage_backends.filesystem import FilesystemDriver
-from tests.clocks import ClockedDriver, ShiftedClock
+from storage_backends.memory import MemoryDriver
+from tests.clocks import VirtualClock
+from tests.gated_driver import GatedDriver
 from tests.images import Image
 
 HOUR = 3600.0
-WAIT = 10.0
 
 
-class Gate:
-    """Holds the ``skip``-th next ``op`` on ``path`` until ``release`` is set."""
+class CollectorRig:
+    """A store and a collector over one gated memory driver whose modification times
+    follow the rig's clock."""
 
-    def __init__(self, op: str, path: str, skip: int) -> None:
-        self.op, self.path, self.skip = op, path, skip
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-        self.used = False
-
-    async def wait_reached(self) -> None:
-        await asyncio.wait_for(self.reached.wait(), WAIT)
-
-
-class GatedDriver:
-    """A driver with gates on chosen operations."""
-
-    name = "gated"
-
-    def __init__(self, inner: Driver) -> None:
-        self.inner = inner
-        self.gates: list[Gate] = []
-
-    def gate(self, op: str, path: str, skip: int = 0) -> Gate:
-        gate = Gate(op, path, skip)
-        self.gates.append(gate)
-        return gate
-
-    async def _pass(self, op: str, path: str) -> None:
-        for gate in self.gates:
-            if gate.used or gate.op != op or gate.path != path:
-                continue
-            if gate.skip:
-                gate.skip -= 1
-                continue
-            gate.used = True
-            gate.reached.set()
-            await gate.release.wait()
-
-    async def get(self, path: str) -> bytes:
-        await self._pass("get", path)
-        return await self.inner.get(path)
-
-    async def put(self, path: str, data: bytes) -> None:
-        await self._pass("put", path)
-        await self.inner.put(path, data)
-
-    async def stat(self, path: str) -> FileInfo:
-        await self._pass("stat", path)
-        return await self.inner.stat(path)
-
-    async def delete(self, path: str) -> None:
-        await self._pass("delete", path)
-        await self.inner.delete(path)
-
-    async def delete_many(self, paths: Sequence[str]) -> None:
-        # A gate on "delete" of one of the paths holds the whole batch.
-        for path in paths:
-            await self._pass("delete", path)
-        await self.inner.delete_many(paths)
-
-    async def move(self, src: str, dst: str) -> None:
-        await self._pass("move", dst)
-        await self.inner.move(src, dst)
-
-    def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return self.inner.read(path, offset, length)
-
-    async def writer(self, path: str, append: bool = False) -> FileWriter:
-        return await self.inner.writer(path, append)
-
-    async def list(self, prefix: str, **kwargs: Any) -> list[str]:
-        return await self.inner.list(prefix, **kwargs)
-
-    async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-class Registry:
-    """A store and a collector over one gated filesystem driver whose modification
-    times follow a clock the test moves."""
-
-    def __init__(self, root: Path, **gc: Any) -> None:
-        self.root = root
-        self.clock = ShiftedClock()
-        self.driver = GatedDriver(ClockedDriver(FilesystemDriver(root), self.clock))
+    def __init__(self, **gc: Any) -> None:
+        self.clock = VirtualClock()
+        self.memory = MemoryDriver(clock=self.clock.time)
+        self.driver = GatedDriver(self.memory)
         self.store = RegistryStore(self.driver, reference_budget=30, clock=self.clock)
         config = GcConfig(grace_period=60, **gc)
         self.collector = Collector(self.store, config, upload_expiry=24 * HOUR, settle=0.05)
@@ -141,10 +59,10 @@ class Registry:
     def age(self, seconds: float = HOUR) -> None:
         """Make everything stored so far look ``seconds`` older: the storage's clock
         moves on."""
-        self.clock.advance(seconds)
+        self.clock.jump(seconds)
 
     def stored(self, path: str) -> bool:
-        return (self.root / path).is_file()
+        return path in self.memory.store.files
 
     async def has_blob(self, digest: str | Digest) -> bool:
         d = parse_digest(digest) if isinstance(digest, str) else digest

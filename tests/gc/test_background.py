@@ -104,7 +104,8 @@ async def test_read_only_maintenance_pauses_the_collector(
         from storage_backends.s3 import S3Driver
 
         rgw = request.getfixturevalue("rgw")
-        inner = S3Driver(rgw.s3_config(prefix=f"gc-pause-{uuid.uuid4().hex[:12]}"))
+        s3 = rgw.s3_config(prefix=f"gc-pause-{uuid.uuid4().hex[:12]}")
+        inner = S3Driver(s3.driver_settings())
     store = RegistryStore(ClockedDriver(inner, clock), clock=clock)
     config = load_config(
         None, environ={"REGISTRY_GC_INTERVAL": "0.5s", "REGISTRY_GC_GRACE_PERIOD": "1s"}

@@ -201,6 +201,7 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
+    """podman with its storage in a folder of its own, for the session."""
     for tool in ("podman", "runc", "skopeo"):
         require_tool(tool)
     root = Path(tempfile.mkdtemp(prefix="registry-podman-"))

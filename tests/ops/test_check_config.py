@@ -1,15 +1,19 @@
 """`registry check-config FILE`: line-level messages for the YAML, the variable's name for
-an environment override, exit 0 when valid and 1 when not."""
+an environment override, exit 0 when valid and 1 when not. The command runs in this
+process (``registry.cli.main``); `registry serve`'s refusal in a real one."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from registry.cli import main
 from registry.config_check import check_config
 from tests.ops.test_tls import self_signed
 
@@ -28,13 +32,12 @@ log:
 """
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``registry ARGS`` in a process of its own, with no REGISTRY_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     return subprocess.run(
         [sys.executable, "-m", "registry", *args],
-        env={**base, **(env or {})},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -42,10 +45,44 @@ def run(
     )
 
 
-def test_each_error_names_its_line_and_column(tmp_path: Path) -> None:
+@dataclass
+class Checked:
+    returncode: int
+    stdout: str
+
+
+CheckConfig = Callable[..., Checked]
+
+
+@pytest.fixture
+def check_config_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> CheckConfig:
+    """``check_config_cli(FILE, env={...})``: `registry check-config FILE` in this
+    process, with exactly ``env``'s REGISTRY_* variables; its exit code and output."""
+
+    def check(file: str, env: dict[str, str] | None = None) -> Checked:
+        for name in [k for k in os.environ if k.startswith("REGISTRY_")]:
+            monkeypatch.delenv(name)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            main(["check-config", file])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return Checked(code, capsys.readouterr().out)
+
+    return check
+
+
+def test_each_error_names_its_line_and_column(
+    tmp_path: Path, check_config_cli: CheckConfig
+) -> None:
     config = tmp_path / "config.yml"
     config.write_text(BAD)
-    result = run("check-config", str(config))
+    result = check_config_cli(str(config))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     integer = "Input should be a valid integer, unable to parse string as an integer"
@@ -66,11 +103,12 @@ def test_each_error_names_its_line_and_column(tmp_path: Path) -> None:
     assert lines[-1] == f"{config}: invalid, 5 errors"
 
 
-def test_environment_overrides_are_checked_and_named(tmp_path: Path) -> None:
+def test_environment_overrides_are_checked_and_named(
+    tmp_path: Path, check_config_cli: CheckConfig
+) -> None:
     config = tmp_path / "config.yml"
     config.write_text("http:\n  port: 5000\n")
-    result = run(
-        "check-config",
+    result = check_config_cli(
         str(config),
         env={
             "REGISTRY_HTTP_PORT": "not-a-port",
@@ -102,15 +140,15 @@ def test_yaml_syntax_errors_and_duplicate_keys(tmp_path: Path) -> None:
     ]
 
 
-def test_a_valid_file_passes(tmp_path: Path) -> None:
+def test_a_valid_file_passes(tmp_path: Path, check_config_cli: CheckConfig) -> None:
     config = tmp_path / "config.yml"
     config.write_text(
         "http:\n  port: 5001\n  graceful_timeout: 10s\nhealth:\n  storage_timeout: 2s\n"
     )
-    result = run("check-config", str(config))
+    result = check_config_cli(str(config))
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip() == f"{config}: OK"
-    missing = run("check-config", str(tmp_path / "absent.yml"))
+    missing = check_config_cli(str(tmp_path / "absent.yml"))
     assert missing.returncode == 1 and "cannot read" in missing.stdout
 
 

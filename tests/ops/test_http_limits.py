@@ -68,7 +68,7 @@ def rss_mib(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(
+def limits_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
     workdir = tmp_path_factory.mktemp("http-limits")
@@ -79,8 +79,8 @@ def server(
 # ------------------------------------------------------------------------------ sizes
 
 
-def test_oversized_authorization_header_gets_431(server: RegistryServer) -> None:
-    with connection(server) as s:
+def test_oversized_authorization_header_gets_431(limits_server: RegistryServer) -> None:
+    with connection(limits_server) as s:
         head = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
         send_quietly(s, head + b"A" * (8 * MiB) + b"\r\n\r\n")
         response = read_all(s)
@@ -88,44 +88,44 @@ def test_oversized_authorization_header_gets_431(server: RegistryServer) -> None
     assert b"larger than 65536 bytes" in response
 
 
-def test_many_headers_adding_up_get_431(server: RegistryServer) -> None:
+def test_many_headers_adding_up_get_431(limits_server: RegistryServer) -> None:
     headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))
-    with connection(server) as s:
+    with connection(limits_server) as s:
         send_quietly(s, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
         assert status_of(read_all(s)) == 431
 
 
-def test_long_request_target_gets_414(server: RegistryServer) -> None:
-    with connection(server) as s:
+def test_long_request_target_gets_414(limits_server: RegistryServer) -> None:
+    with connection(limits_server) as s:
         send_quietly(s, b"GET /v2/" + b"a" * 20_000 + b"/tags/list HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status_of(read_all(s)) == 414
 
 
-def test_large_but_reasonable_headers_still_work(server: RegistryServer) -> None:
+def test_large_but_reasonable_headers_still_work(limits_server: RegistryServer) -> None:
     """A 16 KiB bearer-sized header and a long query are fine."""
-    with server.client(auth=("admin", PASSWORD)) as c:
+    with limits_server.client(auth=("admin", PASSWORD)) as c:
         r = c.get("/v2/", headers={"X-Big": "b" * 16_000})
         assert r.status_code == 200
         r = c.get("/v2/_catalog", params={"last": "a" * 200, "n": "5"})
         assert r.status_code == 200
-    assert "Invalid HTTP request" not in server.log()
+    assert "Invalid HTTP request" not in limits_server.log()
 
 
-def test_memory_stays_flat_under_huge_user_names(server: RegistryServer) -> None:
+def test_memory_stays_flat_under_huge_user_names(limits_server: RegistryServer) -> None:
     """20 logins with 8 MB user names took a worker from 91 to 282 MiB, for good."""
-    assert server.proc is not None
-    with server.client(auth=("admin", PASSWORD)) as c:
+    assert limits_server.proc is not None
+    with limits_server.client(auth=("admin", PASSWORD)) as c:
         assert c.get("/v2/").status_code == 200
-    before = rss_mib(server.proc.pid)
+    before = rss_mib(limits_server.proc.pid)
     for i in range(20):
         credential = base64.b64encode(b"u" * (8 * MiB) + b"%d:guess" % i)
-        with connection(server, timeout=30) as s:
+        with connection(limits_server, timeout=30) as s:
             send_quietly(
                 s,
                 b"GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + credential + b"\r\n\r\n",
             )
             assert status_of(read_all(s)) == 431
-    after = rss_mib(server.proc.pid)
+    after = rss_mib(limits_server.proc.pid)
     print(f"worker RSS before {before:.0f} MiB, after 20 x 8 MB user names {after:.0f} MiB")
     assert after - before < 15, (before, after)
 
@@ -133,9 +133,9 @@ def test_memory_stays_flat_under_huge_user_names(server: RegistryServer) -> None
 # --------------------------------------------------------------------------- timeouts
 
 
-def test_trickled_header_lines_are_cut_off(server: RegistryServer) -> None:
+def test_trickled_header_lines_are_cut_off(limits_server: RegistryServer) -> None:
     """One header line a second never completes a head: dropped at header_timeout (3s)."""
-    with connection(server) as s:
+    with connection(limits_server) as s:
         s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         closed = b""
@@ -158,8 +158,8 @@ def test_trickled_header_lines_are_cut_off(server: RegistryServer) -> None:
     assert closed == b"" or status_of(closed) == 408
 
 
-def test_idle_partial_request_line_is_dropped(server: RegistryServer) -> None:
-    with connection(server) as s:
+def test_idle_partial_request_line_is_dropped(limits_server: RegistryServer) -> None:
+    with connection(limits_server) as s:
         s.sendall(b"GET /v2/ HT")
         started = time.monotonic()
         closed, response = closed_within(s, 8)
@@ -167,8 +167,8 @@ def test_idle_partial_request_line_is_dropped(server: RegistryServer) -> None:
     assert status_of(response) == 408
 
 
-def test_a_connection_that_sends_nothing_is_dropped(server: RegistryServer) -> None:
-    with connection(server) as s:
+def test_a_connection_that_sends_nothing_is_dropped(limits_server: RegistryServer) -> None:
+    with connection(limits_server) as s:
         started = time.monotonic()
         closed, response = closed_within(s, 8)
     assert closed and response == b"" and time.monotonic() - started <= 6
@@ -284,12 +284,12 @@ def test_a_tls_listener_is_not_mistaken_for_a_probe(
     assert "opened TLS" not in server.log()
 
 
-def test_slow_clients_do_not_block_others(server: RegistryServer) -> None:
+def test_slow_clients_do_not_block_others(limits_server: RegistryServer) -> None:
     """While slow heads are held open, a normal client is served at once."""
     stop = threading.Event()
 
     def trickle() -> None:
-        with connection(server) as s:
+        with connection(limits_server) as s:
             s.sendall(b"GET /v2/ HTTP/1.1\r\n")
             while not stop.wait(0.5):
                 try:
@@ -301,7 +301,7 @@ def test_slow_clients_do_not_block_others(server: RegistryServer) -> None:
     for t in threads:
         t.start()
     try:
-        with server.client(auth=("admin", PASSWORD)) as c:
+        with limits_server.client(auth=("admin", PASSWORD)) as c:
             started = time.monotonic()
             assert c.get("/v2/").status_code == 200
             assert time.monotonic() - started < 1

@@ -1,5 +1,6 @@
 """Read-only mode: from the configuration (405) and from `registry readonly on|off` (503),
-the latter seen by every worker of a multi-worker server."""
+the latter seen by every worker of a multi-worker server (a real one, and the real
+command); the configured mode and the flag's caching in this process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from registry.maintenance import ReadOnlyState
-from registry.store import MaintenanceFlag
-from storage_backends import StorageError
+from registry.store import RegistryStore
+from storage_backends.memory import MemoryDriver, MemoryStore
+from tests.asgi_registry import InProcessRegistry
 from tests.conftest import start_server
+from tests.gated_driver import GatedDriver
 from tests.gc.storage import with_store
 from tests.images import image, push_image
 from tests.server import RegistryServer
@@ -40,18 +42,16 @@ def writes(client: httpx.Client, name: str, digest: str) -> dict[str, httpx.Resp
     }
 
 
-def test_configured_readonly_refuses_writes_with_405_and_serves_pulls(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_configured_readonly_refuses_writes_with_405_and_serves_pulls() -> None:
     name = f"ro/{uuid.uuid4().hex[:8]}"
     img = image()
-    writable = start_server(request, tmp_path)
-    with writable.client() as client:
-        digest = push_image(client, name, img, tag="v1")
-    writable.stop()
+    storage = MemoryStore()  # one storage, served first read-write, then read-only
+    with InProcessRegistry(driver=MemoryDriver(storage)) as writable, writable.client() as c:
+        digest = push_image(c, name, img, tag="v1")
 
-    server = start_server(request, tmp_path, config={"storage": {"readonly": True}})
-    with server.client() as client:
+    config = {"storage": {"readonly": True}}
+    readonly = InProcessRegistry(config, MemoryDriver(storage))
+    with readonly, readonly.client() as client:
         for what, r in writes(client, name, digest).items():
             assert r.status_code == 405, what
             error = r.json()["errors"][0]
@@ -81,9 +81,10 @@ def readonly_cli(server: RegistryServer, *args: str) -> str:
 def test_maintenance_switch_reaches_every_worker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    ttl = 0.5
+    # Every write reads the flag: no waiting here for a TTL to pass (the test below
+    # pins how long a process trusts its last read).
     server = start_server(
-        request, tmp_path, config={"storage": {"readonly_flag_ttl": f"{ttl}s"}}, workers=3
+        request, tmp_path, config={"storage": {"readonly_flag_ttl": "0s"}}, workers=3
     )
     name = f"maint/{uuid.uuid4().hex[:8]}"
     img = image()
@@ -94,7 +95,6 @@ def test_maintenance_switch_reaches_every_worker(
     assert "maintenance: read-only since" in out and "moving to new disks" in out
     stored = with_store(server, lambda store: store.readonly_flag.read())
     assert stored is not None and stored.reason == "moving to new disks"
-    time.sleep(ttl + 0.2)
     # New connections, so that the requests land on all the workers.
     for _ in range(12):
         with server.client() as client:
@@ -113,48 +113,36 @@ def test_maintenance_switch_reaches_every_worker(
     assert "maintenance: read-only" in readonly_cli(server, "status")
 
     assert "read-write" in readonly_cli(server, "off")
-    time.sleep(ttl + 0.2)
     for _ in range(12):
         with server.client() as client:
             assert client.post(f"/v2/{name}/blobs/uploads/").status_code == 202
 
 
-class _StoredFlag:
-    """The store's flag, counting reads; ``broken``: the backend is down."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-        self.flag: MaintenanceFlag | None = None
-        self.broken = False
-
-    async def read(self) -> MaintenanceFlag | None:
-        self.reads += 1
-        if self.broken:
-            raise StorageError("backend down")
-        return self.flag
-
-
 def test_flag_is_read_at_most_once_per_ttl_and_survives_a_storage_outage() -> None:
-    stored = _StoredFlag()
+    driver = GatedDriver(MemoryDriver())
+    stored = RegistryStore(driver).readonly_flag
     now = [100.0]
-    state = ReadOnlyState(stored, forced=False, ttl=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    state = ReadOnlyState(stored, forced=False, ttl=2.0, clock=lambda: now[0])
+
+    def reads() -> int:
+        return driver.count("get")
 
     async def refused() -> bool:
         results = await asyncio.gather(*(state.refusal() for _ in range(10)))
         return all(r is not None for r in results)
 
     assert asyncio.run(refused()) is False
-    assert stored.reads == 1
-    stored.flag = MaintenanceFlag(1.0, "r")
+    assert reads() == 1
+    asyncio.run(stored.set("r"))
     now[0] += 1.0
     assert asyncio.run(refused()) is False  # still the cached state
-    assert stored.reads == 1
+    assert reads() == 1
     now[0] += 1.5
     assert asyncio.run(refused()) is True
-    assert stored.reads == 2
+    assert reads() == 2
     # The backend fails: the last known state holds, and it is not hammered.
-    stored.broken = True
+    driver.fail("get")
     now[0] += 2.5
     assert asyncio.run(refused()) is True
     assert asyncio.run(refused()) is True
-    assert stored.reads == 3
+    assert reads() == 3

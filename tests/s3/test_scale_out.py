@@ -64,11 +64,6 @@ def pair(
     return Pair(servers[0], servers[1], rgw.client(), rgw.bucket, prefix)
 
 
-@pytest.fixture
-def repo() -> str:
-    return f"scale/{uuid.uuid4().hex[:10]}/app"
-
-
 def begin(client: httpx.Client, repo: str) -> str:
     r = client.post(f"/v2/{repo}/blobs/uploads/")
     assert r.status_code == 202, r.text

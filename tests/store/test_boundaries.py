@@ -21,11 +21,6 @@ pytestmark = pytest.mark.anyio
 REGISTRY = Path(__file__).resolve().parents[2] / "registry"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

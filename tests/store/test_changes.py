@@ -32,11 +32,6 @@ from tests.images import Image, image, push_image
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Recorder:
     """Records every change; refuses those ``refuse`` picks, before anything is written."""
 

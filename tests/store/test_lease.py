@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,13 +17,9 @@ from registry.store import Lease, LeaseLostError, RegistryStore, layout
 from storage_backends import Driver
 from storage_backends.filesystem import FilesystemDriver
 from tests.clocks import ClockedDriver, VirtualClock
+from tests.gated_driver import GatedDriver
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @dataclass
@@ -42,7 +37,7 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         from storage_backends.s3 import S3Driver
 
         rgw = request.getfixturevalue("rgw")
-        inner = S3Driver(rgw.s3_config(prefix=f"lease-{uuid.uuid4().hex[:12]}"))
+        inner = S3Driver(rgw.s3_config(prefix=f"lease-{uuid.uuid4().hex[:12]}").driver_settings())
     clock = VirtualClock()
     driver = ClockedDriver(inner, clock)
     try:
@@ -51,21 +46,6 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         for prefix in (layout.GC, layout.LEASES, layout.CLOCKS):
             await inner.delete(prefix)
         await inner.close()
-
-
-class SlowLeaseWrites:
-    """A driver whose writes of the lease take ``delay`` seconds."""
-
-    def __init__(self, inner: Driver, clock: VirtualClock, delay: float) -> None:
-        self.inner, self.clock, self.delay = inner, clock, delay
-
-    async def put(self, path: str, data: bytes) -> None:
-        if path == layout.lease("gc"):
-            await self.clock.sleep(self.delay)
-        await self.inner.put(path, data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 async def test_of_two_concurrent_takers_exactly_one_gets_it(storage: Storage) -> None:
@@ -129,9 +109,14 @@ async def test_a_holder_that_stops_renewing_loses_the_lease(storage: Storage) ->
 
 
 async def test_a_taker_whose_read_to_write_took_too_long_backs_off(storage: Storage) -> None:
-    slow = SlowLeaseWrites(storage.driver, storage.clock, 0.6)
-    lease = Lease(slow, "gc", 30, settle=0.5, clock=storage.clock)  # type: ignore[arg-type]
-    assert not await lease.acquire()
+    gated = GatedDriver(storage.driver)
+    lease = Lease(gated, "gc", 30, settle=0.5, clock=storage.clock)
+    written = gated.gate("put", layout.lease("gc"))
+    taking = asyncio.create_task(lease.acquire())
+    await written.wait_reached()
+    await storage.clock.advance(0.6)  # the write of the lease takes 0.6 s
+    written.release.set()
+    assert not await taking
     assert await lease.read() is None  # and leaves nothing behind
     with pytest.raises(LeaseLostError):
         lease.check()

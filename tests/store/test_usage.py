@@ -11,11 +11,6 @@ from storage_backends.memory import MemoryDriver
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_snapshot_round_trip_and_damage() -> None:
     driver = MemoryDriver()
     store = RegistryStore(CheckedDriver(driver))
