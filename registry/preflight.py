@@ -43,6 +43,7 @@ def check_files(config: Config) -> list[Finding]:
     return [
         *_tls_files(config.http),
         *_auth_files(config.auth),
+        *_remote_files(config),
         *_data_folder(config.storage),
     ]
 
@@ -120,6 +121,31 @@ def _tls_files(http: HttpConfig) -> list[Finding]:
             message = f"{_shown(http.tls_cert)} and {_shown(http.tls_key)} cannot be used: {exc}"
         return [Finding(key_loc, message)]
     return []
+
+
+def _remote_files(config: Config) -> list[Finding]:
+    """The password references and CA bundles of replication's remotes."""
+    found: list[Finding] = []
+    for i, rule in enumerate(config.replication.rules):
+        loc: Loc = ("replication", "rules", i, "remote")
+        remote = rule.remote
+        if remote.ca_bundle:
+            data = _read((*loc, "ca_bundle"), remote.ca_bundle)
+            if isinstance(data, Finding):
+                found.append(data)
+            elif "CERTIFICATE" not in _pem_labels(data):
+                message = f"{_shown(remote.ca_bundle)} holds no PEM certificate"
+                found.append(Finding((*loc, "ca_bundle"), message))
+        credentials = remote.credentials
+        if credentials is not None and credentials.password_file:
+            data = _read((*loc, "credentials", "password_file"), credentials.password_file)
+            if isinstance(data, Finding):
+                found.append(data)
+        variable = credentials.password_env if credentials is not None else None
+        if variable and variable not in os.environ:
+            message = f"the environment variable {variable} is not set"
+            found.append(Finding((*loc, "credentials", "password_env"), message))
+    return found
 
 
 def _auth_files(auth: AuthConfig) -> list[Finding]:

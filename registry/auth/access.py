@@ -164,6 +164,9 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     # Usage and quotas (registry/routes/usage.py): any logged-in caller; the route shows
     # each caller the repositories it may pull and their namespaces, admins everything.
     ("/api/usage", "GET"): _LOGIN,
+    # Replication status (registry/routes/replication.py): administrators only, which the
+    # route checks (it names remotes and repositories of every namespace).
+    ("/api/replication", "GET"): _LOGIN,
 }
 
 

@@ -39,6 +39,7 @@ from registry.store.objects import (
 )
 from registry.store.outbox import Outbox
 from registry.store.referrers import ReferrersIndex
+from registry.store.replication import ReplicationState
 from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
 from registry.store.uploads import UploadOffsetError, UploadState, UploadStore
@@ -92,6 +93,8 @@ class RegistryStore:
         self.usage_log = UsageLog(driver, clock)
         self.tag_intents = TagIntents(driver, clock)
         self.outbox = Outbox(driver, clock)
+        # Replication's upload sessions in flight, run status and failures.
+        self.replication = ReplicationState(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -180,6 +183,7 @@ __all__ = [
     "ReferrerEntry",
     "ReferrersIndex",
     "RegistryStore",
+    "ReplicationState",
     "RepositoryUsage",
     "Reservation",
     "Revision",
