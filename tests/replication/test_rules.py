@@ -226,4 +226,4 @@ def test_what_a_push_rule_follows() -> None:
     gone.runner = None  # the rule was removed by a reload
     assert not gone.wants(push)
     assert plain.consumer_id == "replication/r"
-    assert plain.policy.retry.maxretries > 10**12  # never dead-lettered
+    assert plain.policy.retry.maxretries >= 10**8  # never dead-lettered
