@@ -26,7 +26,7 @@ from registry.replication.state import Job
 log = logging.getLogger("registry.replication")
 
 BATCH = 50  # events per delivery: repositories in a batch are replicated at once
-FOREVER = 2**62  # maxretries: a rule never drops what it owes its target
+FOREVER = 999_999_999  # maxretries: a rule never drops what it owes its target
 
 
 def job_of(event: Event) -> Job | None:

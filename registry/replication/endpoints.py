@@ -36,7 +36,10 @@ from registry.store import RegistryStore
 # Opens a blob's content from an offset to its end (called again on each resume).
 BlobReader = Callable[[int], AsyncIterator[bytes]]
 
-_PAGE = 1000
+_PAGE = 1000  # names per listing of this registry's store
+# Names asked for per page of a remote's listing (registries cap it: ECR at 1000, some
+# at 100); the client follows the Link header to the next page.
+REMOTE_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -259,11 +262,12 @@ class RemoteRegistry:
         literal = names.literal_names()
         if literal is not None:
             return literal
-        return [n async for n in self.client.iter_catalog() if names.matches(n)]
+        catalog = self.client.iter_catalog(page_size=REMOTE_PAGE)
+        return [n async for n in catalog if names.matches(n)]
 
     async def tags(self, repository: str) -> list[str]:
         try:
-            return await self.client.list_tags(repository)
+            return await self.client.list_tags(repository, page_size=REMOTE_PAGE)
         except NotFound:
             return []
 

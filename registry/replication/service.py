@@ -23,6 +23,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from pydantic import ValidationError
+
 from registry.config import Config, ReplicationConfig, load_config
 from registry.events import EventService
 from registry.replication import metrics
@@ -139,9 +141,9 @@ class ReplicationService:
             config = await asyncio.to_thread(load_config, self.config_file)
         except Exception as exc:  # a file in the middle of an edit, or a mistake
             log.error(
-                "replication: %s changed but cannot be read (%s); the rules stay as they were",
+                "replication: %s changed but is not valid (%s); the rules stay as they were",
                 self.config_file,
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                _why(exc),
             )
             return False
         await self.apply(config.replication)
@@ -182,6 +184,17 @@ class ReplicationService:
         for line in changes:
             log.info("replication: %s", line)
         return changes
+
+
+def _why(exc: Exception) -> str:
+    """What is wrong, in one line: the settings and the rules they break (never the
+    values: they may be secrets)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
+        )
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _file_stamp(path: str | None) -> tuple[float, int] | None:

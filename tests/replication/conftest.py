@@ -81,7 +81,9 @@ def tag_gone(client: httpx.Client, repository: str, reference: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def site_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RegistryServer:
+def site_b(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> RegistryServer:
     """A target (and a pull rule's remote): this registry without auth."""
     return start_server(request, tmp_path_factory.mktemp("site-b"))
 
@@ -91,7 +93,9 @@ def serve(request: pytest.FixtureRequest, workdir: Path, config: dict[str, Any])
 
 
 @pytest.fixture(scope="session")
-def auth_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RegistryServer:
+def auth_b(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> RegistryServer:
     """A target with token auth and the users of tests/auth (alice writes team-a/*)."""
     from tests.auth.conftest import auth_section
 

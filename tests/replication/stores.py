@@ -45,9 +45,7 @@ async def put_image(
     return stored.digest
 
 
-def runner(
-    source: RegistryStore, target: RegistryStore, **fields: Any
-) -> RuleRunner:
+def runner(source: RegistryStore, target: RegistryStore, **fields: Any) -> RuleRunner:
     """A rule from ``source`` to ``target`` (both this process's stores); its state
     (status, failures, upload slots) is kept in ``source``."""
     doc = {

@@ -17,7 +17,7 @@ import pytest
 
 from tests.auth.conftest import PASSWORD, get_token, token_client
 from tests.distribution import DistributionServer
-from tests.images import Image, image, index, push_image, sha256
+from tests.images import Image, image, index, push_image
 from tests.replication.conftest import (
     arrived,
     get_manifest,
@@ -81,8 +81,7 @@ def assert_same_image(client: httpx.Client, repository: str, img: Image) -> None
     assert r.status_code == 200 and r.content == img.manifest
     assert r.headers["docker-content-digest"] == img.digest
     for digest, data in img.blobs.items():
-        got = blob(client, repository, digest)
-        assert got is not None and sha256(got) == digest
+        assert blob(client, repository, digest) == data
     for child in img.children:
         assert_same_image(client, repository, child)
 

@@ -80,9 +80,7 @@ def test_kill_9_during_a_1_gib_copy_resumes_from_the_acknowledged_offset(
     a.start()
 
     with httpx.Client(base_url=b.url, timeout=60) as direct:
-        wait_until(
-            lambda: arrived(direct, "big/app", "v1", manifest), timeout=240, what="v1 on B"
-        )
+        wait_until(lambda: arrived(direct, "big/app", "v1", manifest), timeout=240, what="v1 on B")
         head = direct.head(f"/v2/big/app/blobs/{digest}")
         assert head.status_code == 200 and int(head.headers["content-length"]) == GiB
     total = sent()
