@@ -648,7 +648,7 @@ class ReplicationRuleConfig(Section):
     deletes: bool = False  # tag and manifest deletes (retention's and the collector's too)
     trigger: ReplicationTriggerConfig = ReplicationTriggerConfig()
     parallel: int = Field(default=4, ge=1, le=64)  # blobs (and artifacts) copied at once
-    chunk_size: ByteSize = Field(default=16 * 2**20, ge=64 * 2**10)  # larger blobs: chunks
+    chunk_size: ByteSize = Field(default=64 * 2**20, ge=64 * 2**10)  # larger blobs: chunks
     max_bytes_per_second: ByteSize | None = Field(default=None, gt=0)
     retry: ReplicationRetryConfig = ReplicationRetryConfig()
     # Events waiting for this rule in storage (a target down for long); more are dropped,

@@ -86,6 +86,11 @@ class MountHints:
         repository = self._items.get(digest)
         return repository if repository != other_than else None
 
+    def drop(self, digest: Digest, repository: str) -> None:
+        """The target would not mount ``digest`` from ``repository`` (deleted there)."""
+        if self._items.get(digest) == repository:
+            del self._items[digest]
+
 
 class _Inflight:
     def __init__(self, repository: str) -> None:
@@ -290,38 +295,49 @@ class Copier:
 
     async def _blob(self, repository: str, digest: Digest, size: int, dst: str) -> None:
         t = self.transfers
-        rule = self.rule.name
+        # Known elsewhere on the target: a mount (one request) is all it takes; it
+        # succeeds too when the repository has the blob already.
+        hint = t.hints.get(digest, other_than=dst)
+        if hint is not None and digest not in t.inflight and await self._mount(digest, dst, hint):
+            return
         if await self.target.has_blob(dst, digest):
             self._skipped(digest, dst)
             await t.uploads.forget(dst, digest)
             return
-        # One copy of a digest at a time in this process: the next one waits for it, and
+        # One upload of a digest at a time in this process: the next copy waits for it,
         # then mounts from where it went.
         while (running := t.inflight.get(digest)) is not None:
             await running.done.wait()
-            if running.ok and running.repository == dst:
+            if not running.ok:
+                continue
+            if running.repository == dst:
                 self._skipped(digest, dst)
+                return
+            if await self._mount(digest, dst, running.repository):
                 return
         flight = t.inflight[digest] = _Inflight(dst)
         try:
-            hint = t.hints.get(digest, other_than=dst)
-            if hint is not None and await self.target.mount_blob(dst, digest, hint):
-                self.tally.mounted += 1
-                metrics.BLOBS.labels(rule, "mounted").inc()
-            else:
-                async with t.slots:
-                    reader = self._counted(self.source.blob_reader(repository, digest, size))
-                    slot = t.uploads.slot(dst, digest)
-                    await self.target.push_blob(
-                        dst, digest, size, reader, slot, self.rule.chunk_size
-                    )
-                self.tally.blobs += 1
-                metrics.BLOBS.labels(rule, "copied").inc()
+            async with t.slots:
+                reader = self._counted(self.source.blob_reader(repository, digest, size))
+                slot = t.uploads.slot(dst, digest)
+                await self.target.push_blob(dst, digest, size, reader, slot, self.rule.chunk_size)
+            self.tally.blobs += 1
+            metrics.BLOBS.labels(self.rule.name, "copied").inc()
             t.hints.add(digest, dst)
             flight.ok = True
         finally:
             flight.done.set()
             del t.inflight[digest]
+
+    async def _mount(self, digest: Digest, dst: str, source: str) -> bool:
+        hints = self.transfers.hints
+        if not await self.target.mount_blob(dst, digest, source):
+            hints.drop(digest, source)
+            return False
+        self.tally.mounted += 1
+        metrics.BLOBS.labels(self.rule.name, "mounted").inc()
+        hints.add(digest, dst)
+        return True
 
     def _skipped(self, digest: Digest, dst: str) -> None:
         self.tally.skipped += 1

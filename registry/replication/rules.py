@@ -112,7 +112,7 @@ class Rule:
     on_events: bool = False
     interval: float | None = None
     parallel: int = 4
-    chunk_size: int = 16 * 1024 * 1024
+    chunk_size: int = 64 * 1024 * 1024
     remote: str = ""  # the remote's URL, for status and logs
 
     @property
