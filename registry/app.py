@@ -81,12 +81,12 @@ def create_app(
         events.start()
         replicator.start()
         yield
-        await replicator.stop()
         if upkeep is not None:
             await upkeep.stop()
         if collector is not None:
             await collector.stop()
-        await events.stop()
+        await events.stop()  # no delivery to a rule after this
+        await replicator.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
         await inflight.drain(grace=10.0)
         await store.close()

@@ -24,7 +24,7 @@ from registry.config_check import CONFIG_FILE_ENV, load_or_exit
 from registry.events import EventService
 from registry.policy import install as install_policy
 from registry.preflight import require_existing_storage
-from registry.replication.scheduler import RuleBusyError
+from registry.replication.scheduler import RuleBusyError, RulePausedError
 from registry.replication.service import ReplicationService
 from registry.replication.state import RunRecord
 from registry.replication.status import render, report
@@ -84,6 +84,9 @@ def replicate_command(args: argparse.Namespace) -> None:
     except RuleBusyError as exc:
         print(f"registry replicate run: {exc}; try again later (or --wait)", file=sys.stderr)
         raise SystemExit(EXIT_BUSY) from None
+    except RulePausedError as exc:
+        print(f"registry replicate run: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except StorageError as exc:
         print(f"registry replicate {command}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -106,7 +109,11 @@ async def _run(config: Config, rule: str, wait: float) -> RunRecord:
     install_policy(store, config.policy)  # immutable tags and quotas hold for replication
     # Recorded as the server records its changes: webhooks and audits see a pull's writes.
     events = EventService(store, config)
-    service = ReplicationService(store, config, events)
+
+    async def readonly() -> bool:
+        return config.storage.readonly or await store.readonly_flag.read() is not None
+
+    service = ReplicationService(store, config, events, paused=readonly)
     try:
         run = await service.run_now(rule, wait=wait)
         assert run is not None

@@ -149,6 +149,8 @@ class RuleRunner:
     async def _deliver(self, jobs: Sequence[Job]) -> str | None:
         if self.broken:
             return self.broken
+        if self._retired:  # reloaded or stopping meanwhile: the batch comes again
+            return "the rule is being replaced"
         clock = self.store.clock
         now = clock.time()
         if self._failures_read_at is None or now - self._failures_read_at > FAILURES_REFRESH:

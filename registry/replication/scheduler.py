@@ -31,6 +31,10 @@ class RuleBusyError(Exception):
     """Another process runs the rule's pass now."""
 
 
+class RulePausedError(Exception):
+    """A pull rule while the registry is read-only."""
+
+
 async def run_leased(
     store: RegistryStore,
     runner: RuleRunner,

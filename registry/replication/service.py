@@ -30,7 +30,7 @@ from registry.events import EventService
 from registry.replication import metrics
 from registry.replication.consumer import ReplicationConsumer
 from registry.replication.runner import RuleRunner
-from registry.replication.scheduler import Scheduler, run_leased
+from registry.replication.scheduler import RulePausedError, Scheduler, run_leased
 from registry.replication.state import RunRecord
 from registry.replication.status import event_time, oldest_waiting
 from registry.store import RegistryStore
@@ -64,6 +64,7 @@ class ReplicationService:
                     consumer = ReplicationConsumer(runner)
                     events.add_consumer(consumer)
                     self.consumers[runner.name] = consumer
+        self.paused = paused
         self.scheduler = Scheduler(store, self.settings.lease_ttl, paused)
         self._file_seen = _file_stamp(config_file)
         self._task: asyncio.Task[None] | None = None
@@ -90,8 +91,11 @@ class ReplicationService:
 
     async def run_now(self, name: str, *, wait: float = 0.0) -> RunRecord | None:
         """One full pass of rule ``name`` now (``trigger`` manual), under its lease;
-        RuleBusyError when another process holds it longer than ``wait``."""
+        RuleBusyError when another process holds it longer than ``wait``,
+        RulePausedError for a pull rule while the registry is read-only."""
         runner = self.runners[name]
+        if runner.config.direction == "pull" and self.paused is not None and await self.paused():
+            raise RulePausedError(f"rule {name!r} writes here, and the registry is read-only")
         return await run_leased(self.store, runner, "manual", self.settings.lease_ttl, wait=wait)
 
     # ------------------------------------------------------------------ the loop

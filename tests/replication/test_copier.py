@@ -21,6 +21,7 @@ from registry.remote import Unavailable
 from registry.replication.copier import all_of
 from registry.replication.endpoints import BlobReader, LocalRegistry
 from registry.replication.state import Failures, Job, StatusRecord
+from registry.replication.status import render, rule_status
 from registry.store import RegistryStore
 from registry.store.changes import Change, ManifestPushed
 from tests.images import image, index, sha256
@@ -170,6 +171,11 @@ async def test_a_refused_job_is_recorded_and_retried_on_the_next_event() -> None
     failures = await Failures(src.replication, "r").load()
     [failure] = failures.values()
     assert failure.job == Job("copy", "team/x", "v1") and "refused" in failure.reason
+    shown = await rule_status(src, r.config, src.clock.time())
+    assert shown["failing"] == 1 and shown["failures"][0]["reason"] == (
+        "DENIED: refused by the target's policy"
+    )
+    assert "copy team/x:v1 (1 attempts): DENIED: refused" in render({"rules": [shown]}, 0.0)
 
     refusing.on = False
     await put_image(src, "team/x", second, "v2")

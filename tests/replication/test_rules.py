@@ -227,3 +227,17 @@ def test_what_a_push_rule_follows() -> None:
     assert not gone.wants(push)
     assert plain.consumer_id == "replication/r"
     assert plain.policy.retry.maxretries >= 10**8  # never dead-lettered
+
+
+def test_a_rule_caps_its_bandwidth() -> None:
+    from registry.replication.runner import RuleRunner
+    from registry.store import RegistryStore
+    from storage_backends.memory import MemoryDriver
+
+    doc = {"name": "r", "direction": "push", "remote": {"url": "http://b:5000"}}
+    capped = ReplicationRuleConfig.model_validate({**doc, "max_bytes_per_second": "5MB"})
+    runner = RuleRunner(RegistryStore(MemoryDriver()), capped)
+    assert runner.client is not None and runner.client._session.bucket is not None
+    assert runner.client._session.bucket.rate == 5_000_000
+    free = RuleRunner(RegistryStore(MemoryDriver()), ReplicationRuleConfig.model_validate(doc))
+    assert free.client is not None and free.client._session.bucket is None
