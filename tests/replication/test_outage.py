@@ -4,6 +4,8 @@ the rule retrying, with the reason and the lag."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,25 @@ def test_a_target_down_while_20_images_are_pushed_gets_all_in_order(
             return False
 
         wait_until(lagging, what="the lag metric")
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "registry",
+            "events",
+            "list",
+            "--consumer",
+            "replication/to-b",
+            "--config",
+            str(a.config_file),
+            "--data-dir",
+            str(a.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listed.startswith("replication/to-b: ") and "failing: " in listed
 
     b.start()  # the same port and data: the same site, back
 

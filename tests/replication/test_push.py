@@ -174,6 +174,29 @@ def test_deletes_replicate_only_when_enabled(
         assert arrived(b, f"keep/{name}", "v2", two.manifest)
 
 
+def test_retention_deletes_replicate_where_deletes_are_enabled(
+    request: pytest.FixtureRequest, tmp_path: Path, site_b: RegistryServer
+) -> None:
+    prefix = unique("ret").replace("/", "-")
+    rules = [
+        push_rule("mirror", site_b.url, mapping={"prefix": f"{prefix}/mirror/"}, deletes=True),
+        push_rule("keep", site_b.url, mapping={"prefix": f"{prefix}/keep/"}),
+    ]
+    # The collector runs every 2 s and keeps the newest tag of each repository.
+    gc = {"interval": "2s", "grace_period": "0s", "retention": [{"keep_last": 1}]}
+    a = serve(request, tmp_path / "a", site(rules, gc=gc))
+    old, new = image(), image()
+    with a.client() as c, site_b.client() as b:
+        push_image(c, "team/app", old, "v1")
+        for rule in ("mirror", "keep"):  # before v2 exists, retention keeps v1
+            wait_until(lambda r=rule: arrived(b, f"{prefix}/{r}/team/app", "v1", old.manifest))
+        push_image(c, "team/app", new, "v2")
+        wait_until(lambda: tag_gone(c, "team/app", "v1"), what="retention on A")
+        wait_until(lambda: tag_gone(b, f"{prefix}/mirror/team/app", "v1"), what="delete on B")
+        assert arrived(b, f"{prefix}/mirror/team/app", "v2", new.manifest)
+        assert arrived(b, f"{prefix}/keep/team/app", "v1", old.manifest)
+
+
 def test_credentials_work_and_stay_out_of_the_log(
     site_a: RegistryServer, auth_b: RegistryServer
 ) -> None:
