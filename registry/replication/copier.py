@@ -6,9 +6,10 @@ copies what it references first -- index children (with theirs) and blobs, sever
 once -- then puts the manifest, then its referrers (signatures, SBOMs) after it. Each
 blob is
 
-1. skipped when the target's repository has it (a HEAD);
-2. mounted from another repository of the target that has it (remembered from earlier
-   copies in this process, or from a copy of it still in flight, which is awaited);
+1. mounted from another repository of the target that has it, when this process knows
+   one (remembered from earlier copies, or a copy of it in flight, which is awaited):
+   one request, which succeeds too when the repository has the blob already;
+2. skipped when the target's repository has it (a HEAD);
 3. otherwise uploaded: in one request up to the rule's ``chunk_size``, in chunks beyond,
    and a chunked upload saves the target's session and acknowledged offset after every
    chunk (state.UploadSlots), so that a copy cut by a crash goes on from there in
