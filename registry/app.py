@@ -23,6 +23,7 @@ from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.policy import install as install_policy
 from registry.proxy import MirrorRouting, open_cache
 from registry.proxy.handlers import refuse_writes_to_caches
+from registry.replication.service import ReplicationService
 from registry.request_log import RequestLogMiddleware, setup_logging
 from registry.routes import (
     base,
@@ -31,6 +32,7 @@ from registry.routes import (
     manifests,
     ops,
     referrers,
+    replication,
     tags,
     token,
     uploads,
@@ -44,9 +46,12 @@ from storage_backends import Driver, InvalidPathError, StorageError
 log = logging.getLogger("registry")
 
 
-def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
+def create_app(
+    config: Config, *, driver: Driver | None = None, config_file: str | None = None
+) -> FastAPI:
     """The application; ``driver`` replaces the configured storage (tests give a
-    MemoryDriver), wrapped as the configured one would be."""
+    MemoryDriver), wrapped as the configured one would be. ``config_file``: where
+    ``config`` came from (replication rules are reloaded when it changes)."""
     setup_logging(config.log.level, config.log.format)
     observer = metrics.observe_storage if config.metrics.enabled else None
     store = open_store(config, driver=driver, observer=observer)
@@ -54,6 +59,17 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     governance = install_policy(store, config.policy)
     # Events (docs/events.md): its recorder is the store's last change listener.
     events = EventService(store, config)
+    readonly = ReadOnlyState(
+        store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
+    )
+
+    async def pull_paused() -> bool:
+        return config.storage.readonly or await readonly.flag() is not None
+
+    # Replication (docs/replication.md): push rules read the event outbox.
+    replicator = ReplicationService(
+        store, config, events, config_file=config_file, paused=pull_paused
+    )
 
     inflight = InflightRequests()
 
@@ -68,12 +84,14 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         events.start()
         if cache is not None:
             cache.start()
+        replicator.start()
         yield
         if upkeep is not None:
             await upkeep.stop()
         if collector is not None:
             await collector.stop()
-        await events.stop()
+        await events.stop()  # no delivery to a rule after this
+        await replicator.stop()
         if cache is not None:
             await cache.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
@@ -100,9 +118,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     app.state.store = store
     app.state.policy = governance
     app.state.events = events
-    app.state.readonly = ReadOnlyState(
-        store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
-    )
+    app.state.replication = replicator
+    app.state.readonly = readonly
     app.state.readiness = ReadinessCheck(store.ping, config.health.storage_timeout)
 
     async def paused() -> bool:
@@ -115,7 +132,18 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
 
     # Order matters: the catalog before the catch-all name patterns, and upload
     # sessions before blobs/<digest>.
-    for module in (base, catalog, uploads, blobs, manifests, tags, referrers, ops, usage):
+    for module in (
+        base,
+        catalog,
+        uploads,
+        blobs,
+        manifests,
+        tags,
+        referrers,
+        ops,
+        usage,
+        replication,
+    ):
         app.include_router(module.router)
     if config.metrics.enabled:
         app.include_router(ops.metrics_router)
@@ -192,4 +220,5 @@ def app_from_environment() -> FastAPI:
     import uvicorn.protocols.http.httptools_impl as httptools_impl
 
     httptools_impl.HIGH_WATER_LIMIT = BODY_HIGH_WATER  # type: ignore[attr-defined]
-    return create_app(load_config(os.environ.get("REGISTRY_CONFIG_FILE") or None))
+    path = os.environ.get("REGISTRY_CONFIG_FILE") or None
+    return create_app(load_config(path), config_file=path)

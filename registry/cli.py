@@ -18,6 +18,7 @@ from registry.events import command as events_command
 from registry.gc import command as gc_command
 from registry.policy import command as usage_command
 from registry.preflight import storage_unreachable
+from registry.replication import command as replicate_command
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
 # exactly the configuration the parent validated.
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc_command.add_command(commands)
     usage_command.add_command(commands)
     events_command.add_command(commands)
+    replicate_command.add_command(commands)
     auth_commands.add_commands(commands)
     return parser
 

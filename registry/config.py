@@ -36,6 +36,7 @@ from registry.remote.settings import RemoteSettings
 
 if TYPE_CHECKING:
     from storage_backends.s3 import S3Settings
+from registry.replication.semver import check_range
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -735,6 +736,123 @@ class UiConfig(Section):
     session_lifetime: Duration = Field(default=8 * 3600.0, ge=60)
 
 
+# --- replication: docs/replication.md is the reference; registry/replication/ runs these.
+
+# A rule's name is part of storage paths, a lease name and metric labels.
+_RULE_NAME = r"^[a-z][a-z0-9-]{0,49}$"
+# What a mapping's prefixes may hold: the characters of repository names.
+_NAME_PART = r"^[a-z0-9._/-]*$"
+
+
+def check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(check_regex)]
+SemverRange = Annotated[str, AfterValidator(check_range)]
+
+
+class ReplicationRepositoryFilterConfig(Section):
+    include: list[RepositoryPattern] = Field(default=["**"], min_length=1)
+    exclude: list[RepositoryPattern] = []
+    regex: Regex | None = None  # the whole name must match (Python syntax)
+
+
+class ReplicationTagFilterConfig(Section):
+    include: list[TagPattern] = Field(default=["*"], min_length=1)
+    exclude: list[TagPattern] = []
+    regex: Regex | None = None
+    semver: SemverRange | None = None  # e.g. ">=1.2 <2" or "^1.4 || ^2" (node-semver)
+
+
+class ReplicationMappingConfig(Section):
+    # Removed from the front of each source name; names without it are not replicated.
+    strip: str = Field(default="", pattern=_NAME_PART)
+    # Leading components dropped after `strip` ("all": only the last one is kept).
+    flatten: Annotated[int, Field(ge=0)] | Literal["all"] = 0
+    # Put in front of what remains.
+    prefix: str = Field(default="", pattern=_NAME_PART)
+
+
+class ReplicationTriggerConfig(Section):
+    # Push rules: replicate each change as it happens (from the event outbox).
+    # Default: true for push rules; pull rules cannot (the remote's changes are not ours).
+    events: bool | None = None
+    # A full pass this often: everything new, moved (and deleted, with `deletes`).
+    interval: Duration | None = Field(default=None, gt=0)
+
+
+class ReplicationRetryConfig(Section):
+    # After `threshold` consecutive failures the wait doubles from `backoff`, up to
+    # `maxbackoff`. A rule whose target is down waits; it never drops what it owes.
+    threshold: int = Field(default=3, ge=1)
+    backoff: Duration = Field(default=1.0, gt=0)
+    maxbackoff: Duration = Field(default=60.0, gt=0)
+
+
+class ReplicationRuleConfig(Section):
+    name: str = Field(pattern=_RULE_NAME)
+    direction: Literal["push", "pull"]
+    remote: RemoteSettings
+    repositories: ReplicationRepositoryFilterConfig = ReplicationRepositoryFilterConfig()
+    tags: ReplicationTagFilterConfig = ReplicationTagFilterConfig()
+    mapping: ReplicationMappingConfig = ReplicationMappingConfig()
+    referrers: bool = True  # signatures, SBOMs and other referrers go with their subject
+    deletes: bool = False  # tag and manifest deletes (retention's and the collector's too)
+    trigger: ReplicationTriggerConfig = ReplicationTriggerConfig()
+    parallel: int = Field(default=4, ge=1, le=64)  # blobs (and artifacts) copied at once
+    chunk_size: ByteSize = Field(default=64 * 2**20, ge=64 * 2**10)  # larger blobs: chunks
+    max_bytes_per_second: ByteSize | None = Field(default=None, gt=0)
+    retry: ReplicationRetryConfig = ReplicationRetryConfig()
+    # Events waiting for this rule in storage (a target down for long); more are dropped,
+    # and the next full pass (`trigger.interval`) catches up on them.
+    queue_limit: int = Field(default=100_000, ge=1)
+
+    @property
+    def on_events(self) -> bool:
+        return self.direction == "push" and self.trigger.events is not False
+
+    @model_validator(mode="after")
+    def _trigger(self) -> ReplicationRuleConfig:
+        if self.trigger.events and self.direction == "pull":
+            raise rule_error(
+                "a pull rule cannot follow events (the remote's changes are not recorded "
+                "here): give it trigger.interval, or run it with `registry replicate run`",
+                "trigger",
+                "events",
+            )
+        if self.retry.maxbackoff < self.retry.backoff:
+            raise rule_error("must not be shorter than backoff", "retry", "maxbackoff")
+        return self
+
+
+class ReplicationConfig(Section):
+    rules: list[ReplicationRuleConfig] = []
+    # The storage lease of each rule's full passes: one process of all runs a rule.
+    lease_ttl: Duration = Field(default=30.0, ge=5)
+    # How often `registry serve` looks at its configuration file for changed rules.
+    reload_interval: Duration = Field(default=5.0, gt=0)
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _yaml_list(cls, v: Any) -> Any:
+        # REGISTRY_REPLICATION_RULES carries the list as YAML (or JSON) text.
+        return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ReplicationConfig:
+        seen: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise rule_error(f"two rules are named {rule.name!r}", "rules", i, "name")
+            seen.add(rule.name)
+        return self
+
+
 class Config(Section):
     http: HttpConfig = HttpConfig()
     storage: StorageConfig = StorageConfig()
@@ -748,6 +866,7 @@ class Config(Section):
     notifications: NotificationsConfig = NotificationsConfig()
     proxy: ProxyConfig = ProxyConfig()
     ui: UiConfig = UiConfig()
+    replication: ReplicationConfig = ReplicationConfig()
     # Largest manifest accepted, in bytes (413 above it).
     manifest_max_size: int = 4 * 1024 * 1024
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from registry.auth.tokens import load_or_create_signing_key, read_jwks_file, read_pem_file
-from registry.config import AuthConfig, Config, HttpConfig, ProxyConfig, StorageConfig
+from registry.config import AuthConfig, Config, HttpConfig, StorageConfig
+from registry.remote.settings import RemoteSettings
 from storage_backends.factory import open_driver
 
 Severity = Literal["error", "warning"]
@@ -43,7 +44,7 @@ def check_files(config: Config) -> list[Finding]:
     return [
         *_tls_files(config.http),
         *_auth_files(config.auth),
-        *_proxy_files(config.proxy),
+        *_remote_files(config),
         *_data_folder(config.storage),
     ]
 
@@ -161,34 +162,34 @@ def _auth_files(auth: AuthConfig) -> list[Finding]:
     return found
 
 
-def _proxy_files(proxy: ProxyConfig) -> list[Finding]:
-    """Each upstream's password file or variable and CA bundle (never their content)."""
+def _remote_files(config: Config) -> list[Finding]:
+    """The password files or variables and CA bundles (never their content) of every
+    other registry the configuration names: the cache's upstreams, replication's remotes."""
+    remotes: list[tuple[Loc, RemoteSettings]] = [
+        (("proxy", "upstreams", i), upstream) for i, upstream in enumerate(config.proxy.upstreams)
+    ]
+    remotes += [
+        (("replication", "rules", i, "remote"), rule.remote)
+        for i, rule in enumerate(config.replication.rules)
+    ]
     found: list[Finding] = []
-    for i, upstream in enumerate(proxy.upstreams):
-        at: Loc = ("proxy", "upstreams", i)
-        credentials = upstream.credentials
+    for at, remote in remotes:
+        credentials = remote.credentials
         if credentials is not None and credentials.password_file is not None:
             read = _read((*at, "credentials", "password_file"), credentials.password_file)
             if isinstance(read, Finding):
                 found.append(read)
         variable = credentials.password_env if credentials is not None else None
         if variable is not None and variable not in os.environ:
-            found.append(
-                Finding(
-                    (*at, "credentials", "password_env"),
-                    f"the environment variable {variable} is not set",
-                )
-            )
-        if upstream.ca_bundle:
-            read = _read((*at, "ca_bundle"), upstream.ca_bundle)
+            message = f"the environment variable {variable} is not set"
+            found.append(Finding((*at, "credentials", "password_env"), message))
+        if remote.ca_bundle:
+            read = _read((*at, "ca_bundle"), remote.ca_bundle)
             if isinstance(read, Finding):
                 found.append(read)
             elif "CERTIFICATE" not in _pem_labels(read):
-                found.append(
-                    Finding(
-                        (*at, "ca_bundle"), f"{_shown(upstream.ca_bundle)} holds no PEM certificate"
-                    )
-                )
+                message = f"{_shown(remote.ca_bundle)} holds no PEM certificate"
+                found.append(Finding((*at, "ca_bundle"), message))
     return found
 
 

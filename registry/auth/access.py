@@ -184,6 +184,9 @@ ROUTE_ACCESS: Mapping[tuple[str, str], Need] = {
     (_UI_REPOSITORY + "/-/manifests/{reference}/delete", "POST"): _PUBLIC,
     (_UI_REPOSITORY + "/-/tags/{tag}/delete", "GET"): _PUBLIC,
     (_UI_REPOSITORY + "/-/tags/{tag}/delete", "POST"): _PUBLIC,
+    # Replication status (registry/routes/replication.py): administrators only, which the
+    # route checks (it names remotes and repositories of every namespace).
+    ("/api/replication", "GET"): _LOGIN,
 }
 
 

@@ -41,6 +41,7 @@ from registry.store.outbox import Outbox
 from registry.store.proxy import FillClaim, ProxyRecords, ReferrersList, TagCheck
 from registry.store.pushes import PushTimes
 from registry.store.referrers import ReferrersIndex
+from registry.store.replication import ReplicationState
 from registry.store.session_keys import SessionKeys
 from registry.store.tag_intents import TagIntent, TagIntents
 from registry.store.tags import TagStore
@@ -99,6 +100,8 @@ class RegistryStore:
         # Read by the web UI; ``pushes`` records only once it listens to ``changes``.
         self.pushes = PushTimes(driver, clock)
         self.session_keys = SessionKeys(driver, clock)
+        # Replication's upload sessions in flight, run status and failures.
+        self.replication = ReplicationState(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -192,6 +195,7 @@ __all__ = [
     "ReferrersIndex",
     "ReferrersList",
     "RegistryStore",
+    "ReplicationState",
     "RepositoryUsage",
     "Reservation",
     "Revision",

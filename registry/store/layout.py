@@ -54,6 +54,13 @@
                                                           <ms> (store/pushes.py)
     ui/session-keys/<id>                                  a key that signs web UI sessions
                                                           (store/session_keys.py)
+    replication/<rule>/status/<writer>                    what a rule's event deliveries or
+                                                          full passes did last and in total
+    replication/<rule>/failures/<key>                     an artifact that failed to copy or
+                                                          delete, with the reason (JSON)
+    replication/<rule>/uploads/<key>                      a blob upload in flight: where it
+                                                          resumes (all three:
+                                                          store/replication.py)
 
 The gc lease and clock keep the paths they had before leases had names, so that during a
 rolling upgrade an old and a new process still exclude each other.
@@ -107,6 +114,10 @@ EVENTS = "events"
 CONSUMER_KINDS = ("endpoint", "replication")
 _CONSUMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _OUTBOX_KEY = re.compile(r"^[0-9]{17}-[0-9a-f]{8,32}$")
+REPLICATION = "replication"
+_RULE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
+_REPLICATION_KEY = re.compile(r"^[0-9a-f]{64}$")
+REPLICATION_WRITERS = ("events", "runs")
 # Names of leases and clocks: one path component, as the features that hold them are named.
 _LEASE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -382,6 +393,44 @@ def proxy_referrers(name: str, subject: Digest) -> str:
 
 def proxy_fill(digest: Digest) -> str:
     return f"proxy/fills/{digest.algorithm}/{digest.hex}"
+
+
+def check_rule_name(rule: str) -> str:
+    if not _RULE_NAME.match(rule):
+        raise ValueError(f"invalid replication rule name: {rule!r}")
+    return rule
+
+
+def check_replication_key(key: str) -> str:
+    if not _REPLICATION_KEY.match(key):
+        raise ValueError(f"invalid replication key: {key!r}")
+    return key
+
+
+def replication_rule(rule: str) -> str:
+    return f"{REPLICATION}/{check_rule_name(rule)}"
+
+
+def replication_status(rule: str, writer: str) -> str:
+    if writer not in REPLICATION_WRITERS:
+        raise ValueError(f"invalid replication status writer: {writer!r}")
+    return f"{replication_rule(rule)}/status/{writer}"
+
+
+def replication_failures(rule: str) -> str:
+    return f"{replication_rule(rule)}/failures"
+
+
+def replication_failure(rule: str, key: str) -> str:
+    return f"{replication_failures(rule)}/{check_replication_key(key)}"
+
+
+def replication_uploads(rule: str) -> str:
+    return f"{replication_rule(rule)}/uploads"
+
+
+def replication_upload(rule: str, key: str) -> str:
+    return f"{replication_uploads(rule)}/{check_replication_key(key)}"
 
 
 def uploading_marker(name: str) -> str:
