@@ -40,8 +40,7 @@ from registry.replication import metrics
 from registry.replication.endpoints import Artifact, BlobReader, Endpoint
 from registry.replication.rules import Rule, referrer_subject
 from registry.replication.state import Job, Tally, UploadSlots
-from registry.store import LeaseLostError
-from storage_backends import StorageError
+from registry.store import LeaseLostError, StorageError
 
 log = logging.getLogger("registry.replication")
 
