@@ -342,6 +342,9 @@ class GcConfig(Section):
     grace_period: Duration = Field(default=3600.0, ge=0)
     # The storage lease that lets one collection run at a time across all processes.
     lease_ttl: Duration = Field(default=60.0, ge=5)
+    # Between runs a collection re-marks only what changed; every this often it marks
+    # everything (0: every run), which also finds what no change record names.
+    full_mark_interval: Duration = Field(default=86400.0, ge=0)
     untagged: UntaggedConfig = UntaggedConfig()
     retention: list[RetentionPolicyConfig] = []
 

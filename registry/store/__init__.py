@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from registry.store import layout
 from registry.store.blobs import BlobFiles, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
+from registry.store.changed import ChangedRepositories, ChangeRecord
 from registry.store.changes import Changes
 from registry.store.claims import (
     DEFAULT_REFERENCE_BUDGET,
@@ -27,6 +28,15 @@ from registry.store.lease import SETTLE, Lease, LeaseLostError, LeaseRecord
 from registry.store.login_attempts import LoginAttempts
 from registry.store.maintenance import MaintenanceFlag, ReadOnlyFlag
 from registry.store.manifests import ManifestStore, StoredManifest
+from registry.store.mark_state import (
+    BlobHolders,
+    ManifestFacts,
+    MarkState,
+    MarkStateError,
+    MarkSummary,
+    RepositoryRecord,
+    RepositorySummary,
+)
 from registry.store.objects import (
     BlobClaim,
     BlobData,
@@ -64,6 +74,10 @@ class RegistryStore:
         self.clock = clock
         # Told of every change before it is visible (store/changes.py).
         self.changes = Changes()
+        # First of the listeners: the collector re-marks only the repositories that
+        # changed (store/changed.py), so every change is recorded, by every process.
+        self.changed = ChangedRepositories(driver, clock, reference_budget)
+        self.changes.listen(self.changed)
         self.catalog = Catalog(driver, self.changes)
         self.claims = Claims(driver, clock, reference_budget, self.changes)
         self.blobs = BlobStore(driver, self.catalog, self.claims, self.changes, redirect_expiry)
@@ -76,6 +90,7 @@ class RegistryStore:
         self.readonly_flag = ReadOnlyFlag(driver)
         self.login_attempts = LoginAttempts(driver)
         self.usage = UsageSnapshots(driver)
+        self.mark_state = MarkState(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -141,9 +156,12 @@ __all__ = [
     "BlobClaim",
     "BlobData",
     "BlobFiles",
+    "BlobHolders",
     "BlobInfo",
     "BlobStore",
     "Catalog",
+    "ChangeRecord",
+    "ChangedRepositories",
     "Claims",
     "Clock",
     "Cutoff",
@@ -153,12 +171,18 @@ __all__ = [
     "LeaseRecord",
     "Link",
     "MaintenanceFlag",
+    "ManifestFacts",
     "ManifestStore",
+    "MarkState",
+    "MarkStateError",
+    "MarkSummary",
     "ObjectInfo",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",
     "RegistryStore",
+    "RepositoryRecord",
+    "RepositorySummary",
     "RepositoryUsage",
     "Revision",
     "StorageClock",
