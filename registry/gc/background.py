@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from registry.config import Config
 from registry.gc.collector import CollectionBusyError, Collector
@@ -82,16 +82,22 @@ class BackgroundCollector:
 
 
 def background_collector(
-    store: RegistryStore, config: Config, readonly: ReadOnlyState
+    store: RegistryStore,
+    config: Config,
+    readonly: ReadOnlyState,
+    usage_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> BackgroundCollector | None:
     """The loop ``registry serve`` runs, or None when ``gc.enabled`` is off or the
     registry is read-only by configuration. Runs are skipped while the read-only
-    maintenance flag is set; ``registry gc`` by hand still works then."""
+    maintenance flag is set; ``registry gc`` by hand still works then. ``usage_groups``
+    go to the usage snapshot (``Collector``)."""
     if not config.gc.enabled or config.storage.readonly:
         return None
 
     async def paused() -> bool:
         return await readonly.flag() is not None
 
-    collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
+    collector = Collector(
+        store, config.gc, upload_expiry=config.uploads.expiry, usage_groups=usage_groups
+    )
     return BackgroundCollector(collector, config.gc.interval, paused=paused)

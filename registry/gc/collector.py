@@ -195,6 +195,8 @@ class Collector:
         if run.unreadable and not unreadable_before:
             log.error("gc: a rescued manifest cannot be parsed; no blob is swept")
         report.complete = not run.unreadable
+        for digest in plan.orphans:
+            spill.add(BlobStore.shard_of(digest), ["c", digest.hex])
         spill.flush()
 
         phase = _blob_phase_start(plan, self.usage_groups)

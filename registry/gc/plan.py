@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from registry.gc.inventory import repository_names
 from registry.gc.retention import RetentionPolicy, UntaggedPolicy
 from registry.gc.run import Run
+from registry.reference import Digest
 from registry.store import CLOCK_RESOLUTION, ChangeRecord, MarkSummary
 
 log = logging.getLogger("registry.gc")
@@ -88,6 +89,8 @@ class Plan:
     names: list[str]  # every repository
     marked: list[str]  # those this collection marks, in order
     consumed: list[ChangeRecord] = field(default_factory=list)  # to remove at the end
+    # Digests changes took from repositories: nothing may use their data any more.
+    orphans: set[Digest] = field(default_factory=set)
 
 
 async def make_plan(
@@ -104,10 +107,11 @@ async def make_plan(
         for r, t in zip(records, stored_at, strict=True)
         if t is not None and t + r.cover + CLOCK_RESOLUTION <= run.now
     ]
+    orphans = {r.digest for r in records if r.digest is not None}
     reason = _full_reason(summary, interrupted, settings, run.now, full_every, force_full)
     if reason is not None or summary is None:
         log.info("gc: marking every repository: %s", reason)
-        return Plan(True, reason or "", None, names, names, consumed)
+        return Plan(True, reason or "", None, names, names, consumed, orphans)
     changed_names = {r.repository for r, t in zip(records, stored_at, strict=True) if t is not None}
     known = summary.repositories
 
@@ -116,7 +120,7 @@ async def make_plan(
         return when is not None and when <= run.now
 
     marked = [n for n in names if n in changed_names or n not in known or due(n)]
-    return Plan(False, "", summary, names, marked, consumed)
+    return Plan(False, "", summary, names, marked, consumed, orphans)
 
 
 def _full_reason(

@@ -74,9 +74,10 @@ async def _sweep_group(
             modified = await run.io(run.store.modified(Revision(repo.name, d)))
             if d in fresh or (modified is not None and modified != repo.candidates[d]):
                 run.report.spared += 1
-                added = await keep(run, repo, [d])
-                repo.firm |= added.manifests | added.blobs.keys()
-                repo.due_at(run.now)  # what spared it is a push: look again next run
+                # Kept for now, as the grace period keeps recent untagged manifests: the
+                # push that spared it is recent, and the next run looks again.
+                await keep(run, repo, [d])
+                repo.due_at(run.now)
         doomed = [(name, d) for name, d in group if d not in repo.kept.manifests]
         await _delete_revisions(run, repo, cycle, doomed, children)
 

@@ -20,6 +20,11 @@ assumption, store/claims.py), so the record's cover is ``window`` + the budget,
 written into its name so that the collector needs no configuration of the writer.
 A change waits for a record still being written before it goes ahead.
 
+A change that takes something from a repository without the collector seeing it
+go -- a manifest deleted by digest, a blob unlinked -- may leave data that nothing uses
+and that no mark will find (a manifest pushed and deleted between two collections).
+Its record is always written, and names the digest: the collector looks at it.
+
 The collector's own deletes write no record: it updates its mark state itself, and a
 collection that stops before it has written that state leaves ``gc/mark/running``
 behind, after which the next collection marks everything (store/mark_state.py).
@@ -33,7 +38,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from registry.reference import is_valid_name
+from registry.errors import RegistryError
+from registry.reference import Digest, is_valid_name, parse_digest
 from registry.store import layout
 from registry.store.changes import (
     BlobMounted,
@@ -54,12 +60,24 @@ _REMEMBERED = 4096  # repositories whose last record a process remembers
 @dataclass(frozen=True)
 class ChangeRecord:
     repository: str
-    key: str  # "<cover in ms>-<id>"
+    key: str  # "<cover in ms>-<id>", or "<cover in ms>-<id>-<alg>-<hex>"
 
     @property
     def cover(self) -> float:
         """Seconds after the record was stored by which the changes it stands for landed."""
         return int(self.key.partition("-")[0]) / 1000
+
+    @property
+    def digest(self) -> Digest | None:
+        """What the change took from the repository (a manifest deleted by digest, a blob
+        unlinked): its data may now be used by nothing, and no mark would find it."""
+        parts = self.key.split("-", 3)
+        if len(parts) != 4:
+            return None
+        try:
+            return parse_digest(f"{parts[2]}:{parts[3]}")
+        except RegistryError:
+            return None
 
 
 @dataclass
@@ -83,23 +101,26 @@ class ChangedRepositories:
 
     async def before(self, change: Change) -> None:
         match change:
+            case ManifestDeleted(repository=name, digest=digest) | BlobUnlinked(
+                repository=name, digest=digest
+            ):
+                await self.record(name, digest)
             case (
                 RepositoryCreated(repository=name)
                 | ManifestPushed(repository=name)
                 | TagDeleted(repository=name)
-                | ManifestDeleted(repository=name)
                 | BlobPushed(repository=name)
                 | BlobMounted(repository=name)
-                | BlobUnlinked(repository=name)
             ):
                 await self.record(name)
             case _:
                 return  # the collector's own deletes (Collected)
 
-    async def record(self, name: str) -> None:
-        """Make sure a record covers a change to ``name`` issued from now on."""
+    async def record(self, name: str, digest: Digest | None = None) -> None:
+        """Make sure a record covers a change to ``name`` issued from now on; one that
+        takes ``digest`` from the repository is always recorded, with the digest."""
         last = self._written.get(name)
-        if last is not None:
+        if last is not None and digest is None:
             if not last.done.done():
                 await asyncio.shield(last.done)
             if last.done.result() and self._within_window(last):
@@ -112,6 +133,8 @@ class ChangedRepositories:
         while len(self._written) > _REMEMBERED:
             self._written.popitem(last=False)
         key = f"{math.ceil(self.cover * 1000)}-{uuid.uuid4().hex}"
+        if digest is not None:
+            key += f"-{digest.algorithm}-{digest.hex}"
         try:
             await self._driver.put(layout.changed_record(name, key), b"")
         except BaseException:
