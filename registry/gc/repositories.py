@@ -70,7 +70,7 @@ async def finish_repository(
         held_until={str(d): t for d, t in sorted(repo.held_until.items()) if d in kept.manifests},
     )
     _tell_blob_phase(repo, record, spill, full=full)
-    if not run.dry_run:
+    if not run.dry_run and record != repo.record:
         run.guard()
         await run.io(run.store.mark_state.write_repository(repo.name, record))
     return RepositorySummary(

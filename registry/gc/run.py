@@ -23,7 +23,7 @@ IO_CONCURRENCY = 16  # storage operations in flight at once
 CYCLE_CONCURRENCY = 8  # digests whose tombstone is held at once
 # What manifests reference, for manifests read in this run (several repositories often
 # hold the same image); the repository records keep it between runs.
-REFERENCES_CACHED = 20_000
+REFERENCES_CACHED = 1000
 
 
 @dataclass
