@@ -10,11 +10,15 @@ replacement is a write to a temporary file under ``<root>/.tmp`` followed by
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import shutil
 import stat
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,36 @@ READ_CHUNK = 4 << 20  # 4 MiB reads: as fast as distribution's sendfile on pulls
 # delete_many unlinks up to this many files on the event loop, like other small
 # operations; more would hold the loop for milliseconds, so they go to a thread.
 INLINE_UNLINKS = 64
+# A large directory's sorted names are kept while the directory is unchanged, so that a
+# page of it (a repository's 5,000 tags) costs a stat and the page, not a listing and a
+# sort of everything. They are trusted only when the directory was last modified more
+# than STABLE_NS ago: a change within one tick of its timestamp cannot then go unseen.
+LISTING_CACHED_FROM = 512  # entries
+LISTINGS_CACHED = 64  # directories
+STABLE_NS = 2_000_000_000
+
+
+class _SortedListings:
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def names(self, folder: str) -> list[str]:
+        """The sorted names in ``folder`` (not to be modified); raises like os.scandir."""
+        modified = os.stat(folder).st_mtime_ns
+        with self._lock:
+            hit = self._items.get(folder)
+            if hit is not None and hit[0] == modified:
+                self._items.move_to_end(folder)
+                return hit[1]
+        names = sorted(e.name for e in os.scandir(folder) if not e.name.startswith("."))
+        if len(names) >= LISTING_CACHED_FROM and time.time_ns() - modified > STABLE_NS:
+            with self._lock:
+                self._items[folder] = (modified, names)
+                self._items.move_to_end(folder)
+                while len(self._items) > LISTINGS_CACHED:
+                    self._items.popitem(last=False)
+        return names
 
 
 class FilesystemWriter:
@@ -65,6 +99,7 @@ class FilesystemDriver:
         self._prefix = f"{self.root}{os.sep}"
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._listings = _SortedListings()
 
     def _full(self, path: str) -> Path:
         return self.root / path
@@ -155,12 +190,11 @@ class FilesystemDriver:
         if recursive:
             return await asyncio.to_thread(_walk_files, base, start_after, limit)
         try:
-            names = sorted(e.name for e in os.scandir(base) if not e.name.startswith("."))
+            names = self._listings.names(str(base))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        if start_after is not None:
-            names = [n for n in names if n > start_after]
-        return names if limit is None else names[:limit]
+        start = 0 if start_after is None else bisect.bisect_right(names, start_after)
+        return names[start:] if limit is None else names[start : start + limit]
 
     async def move(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
