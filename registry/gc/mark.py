@@ -43,7 +43,6 @@ async def mark(run: Run, repo: Repository) -> None:
         until = run.untagged.until(modified[digest])
         added = await keep(run, repo, [digest])
         for manifest in added.manifests:
-            repo.held_until[manifest] = until
             run.report.held_back_manifests[f"{repo.name}@{manifest}"] = until
         for blob in added.blobs:
             repo.blob_until[blob] = max(repo.blob_until.get(blob, until), until)

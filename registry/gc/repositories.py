@@ -67,7 +67,6 @@ async def finish_repository(
         },
         firm={str(d): sizes.get(d, 0) for d in sorted((kept.manifests | kept.blobs) & repo.firm)},
         held={str(d): sizes.get(d, 0) for d in sorted((kept.manifests | kept.blobs) - repo.firm)},
-        held_until={str(d): t for d, t in sorted(repo.held_until.items()) if d in kept.manifests},
     )
     _tell_blob_phase(repo, record, spill, full=full)
     if not run.dry_run and record != repo.record:

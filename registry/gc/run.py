@@ -38,8 +38,8 @@ class Repository:
     links: set[Digest] = field(default_factory=set)
     kept: Kept = field(default_factory=Kept)
     firm: set[Digest] = field(default_factory=set)  # of kept: not only by the grace period
-    held_until: dict[Digest, float] = field(default_factory=dict)  # held-back manifests
-    blob_until: dict[Digest, float] = field(default_factory=dict)  # what they alone keep
+    # What recent untagged manifests alone keep, until when the grace period keeps it.
+    blob_until: dict[Digest, float] = field(default_factory=dict)
     candidates: dict[Digest, float] = field(default_factory=dict)  # revision -> modified
     known: dict[Digest, References | None] = field(default_factory=dict)
     unreadable: set[Digest] = field(default_factory=set)

@@ -118,7 +118,6 @@ class RepositoryRecord:
     manifests: dict[str, ManifestFacts] = field(default_factory=dict)  # of its revisions
     firm: dict[str, int] = field(default_factory=dict)  # kept by tags (or the keep policy)
     held: dict[str, int] = field(default_factory=dict)  # kept only by recent untagged ones
-    held_until: dict[str, float] = field(default_factory=dict)  # held manifest -> until
 
     def empty(self) -> bool:
         return not (self.manifests or self.firm or self.held)
@@ -130,7 +129,6 @@ class RepositoryRecord:
             },
             "firm": self.firm,
             "held": self.held,
-            "held_until": self.held_until,
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -146,7 +144,6 @@ class RepositoryRecord:
             },
             firm={str(d): int(n) for d, n in doc["firm"].items()},
             held={str(d): int(n) for d, n in doc["held"].items()},
-            held_until={str(d): float(t) for d, t in doc["held_until"].items()},
         )
 
 

@@ -27,9 +27,21 @@ from tests.gc.inprocess import HOUR, WAIT, Registry
 pytestmark = pytest.mark.anyio
 
 
+SETTLE = 0.2  # the lease's: long enough for a loaded test machine
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "store")
+    registry = Registry(tmp_path / "store")
+    registry.collector = collector(registry)
+    return registry
+
+
+def collector(registry: Registry, **kwargs: object) -> Collector:
+    return Collector(
+        registry.store, GcConfig(grace_period=60), upload_expiry=24 * HOUR, settle=SETTLE,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def count_reads(registry: Registry, prefix: str) -> list[str]:
@@ -215,13 +227,7 @@ async def test_changed_settings_make_the_next_mark_full(registry: Registry) -> N
     await registry.push("team/app", make_image([os.urandom(100)]), "v1")
     await registry.collector.run()
     assert not (await registry.collector.run()).full_mark
-    grouped = Collector(
-        registry.store,
-        GcConfig(grace_period=60),
-        upload_expiry=24 * HOUR,
-        settle=0.05,
-        usage_groups={"team": ["team/**"]},
-    )
+    grouped = collector(registry, usage_groups={"team": ["team/**"]})
     assert (await grouped.run()).full_mark
     assert not (await grouped.run()).full_mark
 

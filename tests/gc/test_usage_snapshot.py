@@ -36,7 +36,7 @@ def collector(registry: Registry) -> Collector:
         registry.store,
         GcConfig(grace_period=60),
         upload_expiry=24 * HOUR,
-        settle=0.05,
+        settle=0.2,  # the lease's: long enough for a loaded test machine
         usage_groups=GROUPS,
     )
 
