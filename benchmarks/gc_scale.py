@@ -7,10 +7,12 @@ base image and team), on the filesystem or on a throwaway Ceph RGW (``--backend 
    repository, tagged ``v<n>``, with a unique config and layer over three layers of
    one of 20 base images and one of its team's 5 layers; plus one repository with
    5,000 tags;
-2. ``registry gc`` four times, each a fresh process, timed, with its peak RSS
-   (``wait4``): the first mark (full), nothing changed, after 1% of the manifests were
-   replaced (a new image pushed over an existing tag: the old one becomes garbage), and
-   nothing changed again. Grace period 0, so the 1% run deletes what the change freed;
+2. ``registry gc`` five times, each a fresh process, timed, with its peak RSS
+   (``wait4``): the first mark (full, every manifest read), nothing changed, after 1% of
+   the manifests were replaced (a new image pushed over an existing tag: the old one
+   becomes garbage), nothing changed again, and ``--full`` (a full mark with the
+   repository records at hand). Grace period 0, so the 1% run deletes what the change
+   freed;
 3. ``registry serve`` (one worker): ``_catalog`` pages (n=100: first, middle, last),
    tag pages of the 5,000-tag repository (n=100, first and middle), a small push
    (config and layer upload, manifest PUT) and a pull (manifest and blobs), medians;
@@ -19,7 +21,9 @@ base image and team), on the filesystem or on a throwaway Ceph RGW (``--backend 
    garbage-collect --dry-run`` with and without ``--delete-untagged``, timed, peak RSS.
 
 Usage: python benchmarks/gc_scale.py [--sizes 1000,10000,100000] [--backend filesystem|s3]
-       [--repositories 2000] [--distribution] [--json results.json]
+       [--repositories 2000] [--distribution] [--json results.json] [--keep]
+       [--reuse FOLDER]   (a folder --keep left: measure again without generating; the
+                          first collection is then a forced full mark)
 (BENCH_DIR picks the folder for the data; the machine should be otherwise idle.)
 """
 
@@ -122,27 +126,31 @@ async def bounded(jobs: Iterator[Any], concurrency: int = CONCURRENCY) -> None:
 async def generate(store: RegistryStore, size: int, repos: list[str]) -> None:
     bases, teams = shared_layers()
 
+    body, blobs = manifest_for(size, TAGGED_REPOSITORY, 0, bases, teams)
+    await put_image(store, TAGGED_REPOSITORY, "t00000", body, blobs)
+
     def jobs() -> Iterator[Any]:
         for n in range(size):
             repo = repos[n % len(repos)]
-            body, blobs = manifest_for(n, repo, 0, bases, teams)
-            yield put_image(store, repo, f"v{n // len(repos)}", body, blobs)
-        body, blobs = manifest_for(size, TAGGED_REPOSITORY, 0, bases, teams)
-        for t in range(TAG_COUNT):
-            yield put_image(store, TAGGED_REPOSITORY, f"t{t:05d}", body, blobs if t == 0 else {})
+            manifest, needed = manifest_for(n, repo, 0, bases, teams)
+            yield put_image(store, repo, f"v{n // len(repos)}", manifest, needed)
+        for t in range(1, TAG_COUNT):
+            yield put_image(store, TAGGED_REPOSITORY, f"t{t:05d}", body, {})
 
     await bounded(jobs())
 
 
-async def change(store: RegistryStore, size: int, repos: list[str], fraction: float) -> int:
+async def change(
+    store: RegistryStore, size: int, repos: list[str], fraction: float, generation: int
+) -> int:
     """Replace ``fraction`` of the manifests (random ones, over their tags)."""
     bases, teams = shared_layers()
-    picked = random.Random(size).sample(range(size), max(1, int(size * fraction)))
+    picked = random.Random(generation).sample(range(size), max(1, int(size * fraction)))
 
     def jobs() -> Iterator[Any]:
         for n in picked:
             repo = repos[n % len(repos)]
-            body, blobs = manifest_for(n, repo, 1, bases, teams)
+            body, blobs = manifest_for(n, repo, generation, bases, teams)
             yield put_image(store, repo, f"v{n // len(repos)}", body, blobs)
 
     await bounded(jobs())
@@ -330,13 +338,23 @@ def backend_storage(backend: str, workdir: Path, size: int) -> Iterator[dict[str
         yield {"driver": "s3", "s3": {k: v for k, v in s3.model_dump().items() if v is not None}}
 
 
-def measure(size: int, backend: str, repos_count: int, dist: bool, root: Path) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"gc-scale-{size}-", dir=root))
+def measure(
+    size: int,
+    backend: str,
+    repos_count: int,
+    dist: bool,
+    root: Path,
+    *,
+    keep: bool = False,
+    reuse: Path | None = None,
+) -> dict[str, Any]:
+    workdir = reuse or Path(tempfile.mkdtemp(prefix=f"gc-scale-{size}-", dir=root))
     result: dict[str, Any] = {"size": size, "backend": backend}
     try:
         with backend_storage(backend, workdir, size) as storage:
             config_file = workdir / "config.yml"
-            config_file.write_text(yaml.safe_dump(config_doc(storage)))
+            if reuse is None:
+                config_file.write_text(yaml.safe_dump(config_doc(storage)))
             # The pushes of the generator get a reference budget of 5 s (their change
             # records cover 7.5 s), which 32 pushes in flight need; collections run
             # with a grace period of 0.
@@ -350,13 +368,15 @@ def measure(size: int, backend: str, repos_count: int, dist: bool, root: Path) -
                 finally:
                     await store.close()
 
-            started = time.monotonic()
-            asyncio.run(generate_all())
-            result["generate_seconds"] = round(time.monotonic() - started, 1)
             result["repositories"] = min(size, repos_count) + 1
-            print(f"[{size}/{backend}] generated in {result['generate_seconds']}s", flush=True)
-            time.sleep(RECORD_COVER)  # the first mark removes every change record
-            result["gc_first_full"] = gc_process(config_file)
+            if reuse is None:
+                started = time.monotonic()
+                asyncio.run(generate_all())
+                result["generate_seconds"] = round(time.monotonic() - started, 1)
+                print(f"[{size}/{backend}] generated in {result['generate_seconds']}s",
+                      flush=True)
+                time.sleep(RECORD_COVER)  # the first mark removes every change record
+            result["gc_first_full"] = gc_process(config_file, *(["--full"] if reuse else []))
             result["gc_unchanged"] = gc_process(config_file)
             print(f"[{size}/{backend}] gc: {result['gc_first_full']} {result['gc_unchanged']}",
                   flush=True)
@@ -364,7 +384,7 @@ def measure(size: int, backend: str, repos_count: int, dist: bool, root: Path) -
             async def change_one_percent() -> int:
                 store = open_store(config)
                 try:
-                    return await change(store, size, repos, 0.01)
+                    return await change(store, size, repos, 0.01, int(time.time()))
                 finally:
                     await store.close()
 
@@ -372,6 +392,7 @@ def measure(size: int, backend: str, repos_count: int, dist: bool, root: Path) -
             time.sleep(RECORD_COVER)
             result["gc_one_percent_changed"] = gc_process(config_file)
             result["gc_unchanged_again"] = gc_process(config_file)
+            result["gc_full_with_state"] = gc_process(config_file, "--full")
             print(f"[{size}/{backend}] gc after change: {result['gc_one_percent_changed']} "
                   f"{result['gc_unchanged_again']}", flush=True)
             with serving(config_file) as url:
@@ -379,11 +400,15 @@ def measure(size: int, backend: str, repos_count: int, dist: bool, root: Path) -
             print(f"[{size}/{backend}] http: {result['http']}", flush=True)
             if dist and backend == "filesystem":
                 theirs = workdir / "distribution"
+                shutil.rmtree(theirs, ignore_errors=True)
                 distribution_layout(workdir / "data", theirs)
                 result["distribution"] = distribution_gc(theirs, workdir)
                 print(f"[{size}/{backend}] distribution: {result['distribution']}", flush=True)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep or reuse:
+            print(f"[{size}/{backend}] data kept in {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
@@ -394,10 +419,17 @@ def main() -> None:
     parser.add_argument("--repositories", type=int, default=2000)
     parser.add_argument("--distribution", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument(
+        "--reuse", type=Path, help="a folder --keep left (filesystem, one size): no generation"
+    )
     args = parser.parse_args()
     root = Path(os.environ.get("BENCH_DIR") or tempfile.gettempdir())
     results = [
-        measure(int(s), args.backend, args.repositories, args.distribution, root)
+        measure(
+            int(s), args.backend, args.repositories, args.distribution, root,
+            keep=args.keep, reuse=args.reuse,
+        )
         for s in args.sizes.split(",")
     ]
     print(json.dumps(results, indent=2))

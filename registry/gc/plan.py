@@ -59,6 +59,8 @@ from registry.store import CLOCK_RESOLUTION, ChangeRecord, MarkSummary
 
 log = logging.getLogger("registry.gc")
 
+RECORDS_AT_ONCE = 1000
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -100,19 +102,24 @@ async def make_plan(
     summary = await run.io(state.summary())
     interrupted = await run.io(state.interrupted())
     records = await run.io(changed.records())
-    stored_at = await run.each(records, lambda r: run.io(changed.stored_at(r)))
+    changed_names: set[str] = set()
+    consumed: list[ChangeRecord] = []
+    # After a bulk import there may be a record per push: a chunk at a time.
+    for start in range(0, len(records), RECORDS_AT_ONCE):
+        chunk = records[start : start + RECORDS_AT_ONCE]
+        times = await run.each(chunk, lambda r: run.io(changed.stored_at(r)))
+        for r, t in zip(chunk, times, strict=True):
+            if t is None:
+                continue  # removed meanwhile
+            changed_names.add(r.repository)
+            if t + r.cover + CLOCK_RESOLUTION <= run.now:
+                consumed.append(r)
     names = await repository_names(run)
-    consumed = [
-        r
-        for r, t in zip(records, stored_at, strict=True)
-        if t is not None and t + r.cover + CLOCK_RESOLUTION <= run.now
-    ]
     orphans = {r.digest for r in records if r.digest is not None}
     reason = _full_reason(summary, interrupted, settings, run.now, full_every, force_full)
     if reason is not None or summary is None:
         log.info("gc: marking every repository: %s", reason)
         return Plan(True, reason or "", None, names, names, consumed, orphans)
-    changed_names = {r.repository for r, t in zip(records, stored_at, strict=True) if t is not None}
     known = summary.repositories
 
     def due(name: str) -> bool:
