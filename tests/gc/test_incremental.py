@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import GcConfig
+from registry.config import GcConfig, RetentionPolicyConfig
 from registry.gc import Collector
 from registry.reference import parse_digest
 from registry.store import RegistryStore, layout
@@ -284,3 +284,28 @@ async def test_a_process_writes_one_record_per_repository_per_window() -> None:
     deleted = [r for r in await changed.records() if r.digest is not None]
     assert [(r.repository, r.digest) for r in deleted] == [("p/a", digest)]
     await store.close()
+
+
+async def test_time_alone_re_marks_a_repository_when_a_tag_reaches_its_retention_age(
+    tmp_path: Path,
+) -> None:
+    registry = Registry(tmp_path / "store")
+    policy = RetentionPolicyConfig(repositories=["ci/**"], older_than=600)
+    registry.collector = Collector(
+        registry.store,
+        GcConfig(grace_period=60, retention=[policy]),
+        upload_expiry=24 * HOUR,
+        settle=SETTLE,
+    )
+    await registry.push("ci/build", make_image([os.urandom(100)]), "b1")
+    await registry.push("ci/other", make_image([os.urandom(100)]), "b1")
+    registry.age(100)
+    assert (await registry.collector.run()).tags_deleted == []
+    registry.age(100)
+    assert (await registry.collector.run()).repositories_marked == 0
+    await registry.push("ci/other", make_image([os.urandom(100)]), "b2")
+    registry.age(401)  # b1 of both is 601 s old now; ci/build has not changed
+
+    report = await registry.collector.run()
+
+    assert sorted(report.tags_deleted) == ["ci/build:b1", "ci/other:b1"]
