@@ -55,9 +55,10 @@ from registry.store.clock import Clock
 from storage_backends import Driver, PathNotFoundError
 
 _REMEMBERED = 4096  # repositories whose last record a process remembers
+_REMOVED_AT_ONCE = 1000  # one request on S3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeRecord:
     repository: str
     key: str  # "<cover in ms>-<id>", or "<cover in ms>-<id>-<alg>-<hex>"
@@ -177,7 +178,7 @@ class ChangedRepositories:
     async def remove(self, records: list[ChangeRecord]) -> None:
         """Remove records whose changes a collection has seen (only those: a record
         written since stays)."""
-        if records:
-            await self._driver.delete_many(
-                [layout.changed_record(r.repository, r.key) for r in records]
-            )
+        for start in range(0, len(records), _REMOVED_AT_ONCE):
+            chunk = records[start : start + _REMOVED_AT_ONCE]
+            paths = [layout.changed_record(r.repository, r.key) for r in chunk]
+            await self._driver.delete_many(paths)
