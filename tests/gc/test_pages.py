@@ -83,3 +83,30 @@ async def test_a_recently_changed_folder_is_read_every_time(
     await driver.list(FOLDER, limit=10)
     await driver.list(FOLDER, limit=10)
     assert len(scandirs) == 2
+
+
+async def test_recursive_pages_of_a_large_unchanged_folder_read_it_once(
+    tmp_path: Path, scandirs: list[str]
+) -> None:
+    """The catalog of a flat namespace: 700 markers in one folder, and nested ones."""
+    driver = FilesystemDriver(tmp_path)
+    names = [f"app-{i:04d}!" for i in range(700)] + ["app-0100/sub!", "app-0100-x!", "zz/a/b!"]
+    for name in names:
+        await driver.put(f"catalog/{name}", b"")
+    past = time.time() - 10
+    os.utime(tmp_path / "catalog", (past, past))
+    expected = sorted(names)  # byte order of the paths: "app-0100!" < "app-0100-x!" < ".../"
+
+    pages, last = [], None
+    while True:
+        page = await driver.list("catalog", start_after=last, limit=100, recursive=True)
+        if not page:
+            break
+        pages.append(page)
+        last = page[-1]
+
+    assert [n for p in pages for n in p] == expected
+    assert scandirs.count(str(tmp_path / "catalog")) == 1
+    assert await driver.list("catalog", start_after="app-0100!", limit=3, recursive=True) == [
+        "app-0100-x!", "app-0100/sub!", "app-0101!",
+    ]
