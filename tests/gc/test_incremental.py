@@ -15,6 +15,9 @@ import pytest
 
 from registry.config import GcConfig, RetentionPolicyConfig
 from registry.gc import Collector
+from registry.gc import spill as spill_module
+from registry.gc.run import Repository
+from registry.gc.spill import Spill
 from registry.reference import parse_digest
 from registry.store import RegistryStore, layout
 from registry.store.changes import ManifestDeleted, TagDeleted
@@ -309,3 +312,21 @@ async def test_time_alone_re_marks_a_repository_when_a_tag_reaches_its_retention
     report = await registry.collector.run()
 
     assert sorted(report.tags_deleted) == ["ci/build:b1", "ci/other:b1"]
+
+
+def test_the_spill_gives_back_what_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spill_module, "BUFFERED", 3)  # most lines go to disk
+    spill = Spill()
+    try:
+        lines = [["k", f"{i:02x}", "p/a", i % 3, i] for i in range(10)]
+        for line in lines:
+            spill.add(f"sha256/{line[1][0]}0", line)
+        assert spill.shards() == {"sha256/00"}
+        assert list(spill.lines("sha256/00")) == lines
+        assert list(spill.lines("sha256/ff")) == []
+        repo = Repository("p/a", tags={"v1": parse_digest("sha256:" + "b" * 64)})
+        number = spill.park(repo)
+        assert spill.unpark(number) == repo
+    finally:
+        spill.close()
+    assert not spill.root.exists()
