@@ -48,9 +48,7 @@ def _prepare(config: Config) -> StartFacts:
     """What the parent does once before any worker starts: the token signing key (made on
     first start), the data folder, and a look at the storage (a warning, never a stop)."""
     token = config.auth.token
-    new_key = (
-        config.auth.mode == "token" and token.builtin and not os.path.lexists(token.key_file)
-    )
+    new_key = config.auth.mode == "token" and token.builtin and not os.path.lexists(token.key_file)
     auth_commands.check_auth_or_exit(config)
     if config.storage.driver == "filesystem":
         root = os.path.abspath(config.storage.filesystem.rootdirectory)

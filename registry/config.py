@@ -358,6 +358,9 @@ class GcConfig(Section):
     grace_period: Duration = Field(default=3600.0, ge=0)
     # The storage lease that lets one collection run at a time across all processes.
     lease_ttl: Duration = Field(default=60.0, ge=5)
+    # Between runs a collection re-marks only what changed; every this often it marks
+    # everything (0: every run), which also finds what no change record names.
+    full_mark_interval: Duration = Field(default=86400.0, ge=0)
     untagged: UntaggedConfig = UntaggedConfig()
     retention: list[RetentionPolicyConfig] = []
 
@@ -467,6 +470,7 @@ class PolicyConfig(Section):
                 rule.name = f"immutable_tags[{i}]"
         return self
 
+
 # --- notifications: docs/events.md is the reference; registry/events/ records and delivers.
 
 # An endpoint's name is part of storage paths (its queue) and of metric labels.
@@ -481,7 +485,7 @@ def check_signing_secret(secret: SecretStr) -> SecretStr:
         raise ValueError(
             "a signing secret starts with whsec_ followed by base64 (make one with: "
             "python3 -c \"import base64,os; print('whsec_' + "
-            "base64.b64encode(os.urandom(32)).decode())\")"
+            'base64.b64encode(os.urandom(32)).decode())")'
         )
     try:
         key = base64.b64decode(value[len(SIGNING_SECRET_PREFIX) :], validate=True)
@@ -588,6 +592,7 @@ class NotificationsConfig(Section):
     @property
     def active_endpoints(self) -> list[NotificationEndpointConfig]:
         return [e for e in self.endpoints if not e.disabled]
+
 
 # --- proxy: docs/proxy.md is the reference; registry/proxy/ serves from these.
 
@@ -725,6 +730,8 @@ class ProxyConfig(Section):
                     )
                 default = i
         return self
+
+
 # --- ui: docs/ui.md is the reference; registry/ui/ serves it.
 
 

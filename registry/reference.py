@@ -24,6 +24,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 # Registered algorithms and the exact length of their hex encodings.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_LOWER_HEX_RE = re.compile(r"[0-9a-f]+")
 
 
 def is_valid_name(name: str) -> bool:
@@ -71,7 +72,7 @@ def parse_digest(value: str) -> Digest:
     length = ALGORITHMS.get(algorithm)
     if length is None:
         raise RegistryError(errors.DIGEST_INVALID, f"unsupported digest algorithm: {algorithm!r}")
-    if len(encoded) != length or not all(c in "0123456789abcdef" for c in encoded):
+    if len(encoded) != length or not _LOWER_HEX_RE.fullmatch(encoded):
         raise RegistryError(errors.DIGEST_INVALID, f"invalid {algorithm} digest: {value[:200]!r}")
     return Digest(algorithm, encoded)
 

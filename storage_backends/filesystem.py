@@ -10,11 +10,15 @@ replacement is a write to a temporary file under ``<root>/.tmp`` followed by
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import shutil
 import stat
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,43 @@ READ_CHUNK = 4 << 20  # 4 MiB reads: as fast as distribution's sendfile on pulls
 # delete_many unlinks up to this many files on the event loop, like other small
 # operations; more would hold the loop for milliseconds, so they go to a thread.
 INLINE_UNLINKS = 64
+# A large directory's sorted names are kept while the directory is unchanged, so that a
+# page of it (a repository's 5,000 tags) costs a stat and the page, not a listing and a
+# sort of everything. They are trusted only when the directory was last modified more
+# than STABLE_NS ago: a change within one tick of its timestamp cannot then go unseen.
+LISTING_CACHED_FROM = 512  # entries
+LISTINGS_CACHED = 64  # directories
+STABLE_NS = 2_000_000_000
+
+
+class _SortedListings:
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, bool], tuple[int, list[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def names(self, folder: str, *, mark_folders: bool = False) -> list[str]:
+        """The sorted names in ``folder`` (not to be modified); with ``mark_folders``
+        a folder's name ends in "/" and sorts so. Raises like os.scandir."""
+        key = (folder, mark_folders)
+        modified = os.stat(folder).st_mtime_ns
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] == modified:
+                self._items.move_to_end(key)
+                return hit[1]
+        with os.scandir(folder) as it:
+            names = sorted(
+                e.name + "/" if mark_folders and e.is_dir(follow_symlinks=False) else e.name
+                for e in it
+                if not e.name.startswith(".")
+            )
+        if len(names) >= LISTING_CACHED_FROM and time.time_ns() - modified > STABLE_NS:
+            with self._lock:
+                self._items[key] = (modified, names)
+                self._items.move_to_end(key)
+                while len(self._items) > LISTINGS_CACHED:
+                    self._items.popitem(last=False)
+        return names
 
 
 class FilesystemWriter:
@@ -65,6 +106,7 @@ class FilesystemDriver:
         self._prefix = f"{self.root}{os.sep}"
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._listings = _SortedListings()
 
     def _full(self, path: str) -> Path:
         return self.root / path
@@ -153,14 +195,13 @@ class FilesystemDriver:
     ) -> list[str]:
         base = self.root / prefix
         if recursive:
-            return await asyncio.to_thread(_walk_files, base, start_after, limit)
+            return await asyncio.to_thread(_walk_files, base, start_after, limit, self._listings)
         try:
-            names = sorted(e.name for e in os.scandir(base) if not e.name.startswith("."))
+            names = self._listings.names(str(base))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        if start_after is not None:
-            names = [n for n in names if n > start_after]
-        return names if limit is None else names[:limit]
+        start = 0 if start_after is None else bisect.bisect_right(names, start_after)
+        return names[start:] if limit is None else names[start : start + limit]
 
     async def move(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
@@ -209,7 +250,9 @@ def _unlink_files(paths: list[str]) -> None:
             os.unlink(path)
 
 
-def _walk_files(base: Path, start_after: str | None, limit: int | None) -> list[str]:
+def _walk_files(
+    base: Path, start_after: str | None, limit: int | None, listings: _SortedListings
+) -> list[str]:
     """The files below ``base`` in byte order of their relative paths, after
     ``start_after``, at most ``limit``: a walk in that order that skips whole folders
     before ``start_after`` and stops at the limit, so that a page costs what it returns
@@ -222,16 +265,15 @@ def _walk_files(base: Path, start_after: str | None, limit: int | None) -> list[
         """Append what ``folder`` (``rel``: its path with a trailing '/') holds; False
         once the limit is reached."""
         try:
-            with os.scandir(folder) as it:
-                # A folder "f" sorts as "f/", after "f-g" and "f.txt": byte order of paths.
-                entries = sorted(
-                    (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e.path)
-                    for e in it
-                    if not e.name.startswith(".")
-                )
+            # A folder "f" sorts as "f/", after "f-g" and "f.txt": byte order of paths.
+            keys = listings.names(folder, mark_folders=True)
         except (FileNotFoundError, NotADirectoryError):
             return True
-        for key, path in entries:
+        first = 0
+        if start_after is not None and start_after.startswith(rel):
+            # Names before start_after's own first component here come before it.
+            first = bisect.bisect_left(keys, start_after[len(rel) :].split("/")[0])
+        for key in keys[first:]:
             name = rel + key
             if key.endswith("/"):
                 # Every path below starts with name: all of them are before start_after
@@ -240,7 +282,7 @@ def _walk_files(base: Path, start_after: str | None, limit: int | None) -> list[
                     name
                 ):
                     continue
-                if not walk(path, name):
+                if not walk(f"{folder}/{key[:-1]}", name):
                     return False
             elif start_after is None or name > start_after:
                 out.append(name)

@@ -59,9 +59,7 @@ class Fault:
     strip_request: tuple[str, ...] = ()  # request headers not forwarded (e.g. "range")
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and bool(
-            re.search(self.path, path)
-        )
+        return (self.method is None or self.method == method) and bool(re.search(self.path, path))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from registry.config import Config
 from registry.gc.collector import CollectionBusyError, Collector
 from registry.gc.report import CollectionReport
 from registry.maintenance import ReadOnlyState
+from registry.policy import usage_groups
 from registry.store import LeaseLostError, RegistryStore
 
 log = logging.getLogger("registry.gc")
@@ -82,16 +83,24 @@ class BackgroundCollector:
 
 
 def background_collector(
-    store: RegistryStore, config: Config, readonly: ReadOnlyState
+    store: RegistryStore,
+    config: Config,
+    readonly: ReadOnlyState,
 ) -> BackgroundCollector | None:
     """The loop ``registry serve`` runs, or None when ``gc.enabled`` is off or the
     registry is read-only by configuration. Runs are skipped while the read-only
-    maintenance flag is set; ``registry gc`` by hand still works then."""
+    maintenance flag is set; ``registry gc`` by hand still works then. The usage
+    snapshot counts per quota group (``policy.quotas``)."""
     if not config.gc.enabled or config.storage.readonly:
         return None
 
     async def paused() -> bool:
         return await readonly.flag() is not None
 
-    collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
+    collector = Collector(
+        store,
+        config.gc,
+        upload_expiry=config.uploads.expiry,
+        usage_groups=usage_groups(config.policy),
+    )
     return BackgroundCollector(collector, config.gc.interval, paused=paused)

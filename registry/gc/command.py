@@ -1,4 +1,4 @@
-"""``registry gc [--dry-run]``: one collection from the command line, with the code the
+"""``registry gc [--dry-run] [--full]``: one collection from the command line, with the code the
 server runs in the background. Safe while the registry serves: it takes the same lease.
 
 Exit status: 0 done, 2 invalid configuration, 75 (EX_TEMPFAIL) another collection holds
@@ -19,6 +19,7 @@ from registry.config_check import load_or_exit
 from registry.gc.collector import CollectionBusyError, Collector
 from registry.gc.report import CollectionReport
 from registry.policy import install as install_policy
+from registry.policy import usage_groups
 from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
 from registry.store import LeaseLostError, StorageError, open_store
@@ -36,6 +37,11 @@ def add_command(commands: Any) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="change nothing; list what a collection would delete"
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="mark every repository, not only those changed since the last collection",
+    )
     p.add_argument("--config", help="YAML configuration file (default: $REGISTRY_CONFIG_FILE)")
     p.add_argument("--data-dir", help="filesystem storage folder (overrides the configuration)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -49,7 +55,7 @@ def gc_command(args: argparse.Namespace) -> None:
     require_existing_storage(config, "registry gc", writes=not args.dry_run)
     setup_logging(config.log.level, config.log.format)
     try:
-        report = asyncio.run(collect_once(config, dry_run=args.dry_run))
+        report = asyncio.run(collect_once(config, dry_run=args.dry_run, full=args.full))
     except CollectionBusyError as exc:
         print(f"registry gc: {exc}; try again later", file=sys.stderr)
         raise SystemExit(EXIT_BUSY) from None
@@ -59,11 +65,21 @@ def gc_command(args: argparse.Namespace) -> None:
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
 
 
-async def collect_once(config: Config, *, dry_run: bool = False) -> CollectionReport:
+async def collect_once(
+    config: Config,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+) -> CollectionReport:
     store = open_store(config)
     install_policy(store, config.policy)  # immutable tags kept, usage journaled
     try:
-        collector = Collector(store, config.gc, upload_expiry=config.uploads.expiry)
-        return await collector.run(dry_run=dry_run)
+        collector = Collector(
+            store,
+            config.gc,
+            upload_expiry=config.uploads.expiry,
+            usage_groups=usage_groups(config.policy),
+        )
+        return await collector.run(dry_run=dry_run, full=full)
     finally:
         await store.close()

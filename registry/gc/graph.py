@@ -20,10 +20,11 @@ Node = tuple[str, Digest]  # (repository, manifest)
 @dataclass(frozen=True)
 class References:
     """What a manifest references: blobs with the sizes its descriptors give, and
-    index children."""
+    index children; and its own size."""
 
     blobs: Mapping[Digest, int]
     children: frozenset[Digest]
+    size: int = 0
 
 
 @dataclass

@@ -1,13 +1,13 @@
-"""Listing, through the store: the repositories, every blob folder, and per repository
-its tags, revisions, referrer entries and links."""
+"""Listing, through the store: the repositories, and per repository its tags,
+revisions, referrer entries and links. (A full mark also lists every blob folder,
+shard by shard: ``shards.py``.)"""
 
 from __future__ import annotations
 
 import asyncio
 
 from registry.gc.run import Repository, Run
-from registry.reference import Digest, is_valid_name
-from registry.store import BlobFiles
+from registry.reference import is_valid_name
 
 CATALOG_PAGE = 1000
 
@@ -21,17 +21,6 @@ async def repository_names(run: Run) -> list[str]:
         if len(page) < CATALOG_PAGE:
             return names
         last = page[-1]
-
-
-async def blob_folders(run: Run) -> dict[Digest, BlobFiles]:
-    """Every blob folder, by the files it holds; listed shard by shard, so that no
-    listing is larger than 1/256 of the store."""
-    blobs = run.store.blobs
-    shards = await run.io(blobs.shards())
-    found: dict[Digest, BlobFiles] = {}
-    for listing in await run.each(shards, lambda shard: run.io(blobs.files_in(shard))):
-        found.update(listing)
-    return found
 
 
 async def read_tags(run: Run, repo: Repository) -> None:

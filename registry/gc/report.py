@@ -66,6 +66,11 @@ class CollectionReport:
     held_back_blobs: dict[str, float] = field(default_factory=dict)  # digests
     # Bytes of the blobs listed above (deleted or held back), by digest.
     blob_sizes: dict[str, int] = field(default_factory=dict)
+    # Whether this run marked every repository, and how many of how many it marked
+    # (an incremental run re-marks those that changed: registry/gc/plan.py).
+    full_mark: bool = False
+    repositories: int = 0
+    repositories_marked: int = 0
 
     def summary(self) -> str:
         """One line: what went (or would go), what was held back and until when."""
@@ -82,6 +87,9 @@ class CollectionReport:
             f"{self.spared} spared (in use by a push)"
         )
         text += "; " + self._held_back()
+        if self.repositories:
+            how = "full mark" if self.full_mark else "incremental mark"
+            text += f"; {how}: {self.repositories_marked} of {self.repositories} repositories"
         return text if self.complete else text + "; incomplete: unreadable manifests"
 
     def _held_back(self) -> str:

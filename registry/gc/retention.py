@@ -53,9 +53,7 @@ def policy_for(repository: str, policies: Sequence[RetentionPolicy]) -> Retentio
     return None
 
 
-def expired_tags(
-    tags: Iterable[TagRecord], policy: RetentionPolicy, now: float
-) -> list[TagRecord]:
+def expired_tags(tags: Iterable[TagRecord], policy: RetentionPolicy, now: float) -> list[TagRecord]:
     """The tags ``policy`` deletes at time ``now``, sorted by name."""
     if policy.keep_last is None and policy.older_than is None:
         return []

@@ -101,9 +101,7 @@ class Fill:
                 if self.storing:
                     upload = await store.uploads.create(route.local)
                 try:
-                    stream = await client.open_blob(
-                        route.remote, self.digest, chunk_size=PIECE
-                    )
+                    stream = await client.open_blob(route.remote, self.digest, chunk_size=PIECE)
                 except RemoteError as exc:
                     raise spec_error(exc, "blob", {"digest": str(self.digest)}) from None
                 async with stream:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from registry.store import layout
 from registry.store.blobs import BlobFiles, BlobInfo, BlobStore
 from registry.store.catalog import Catalog
+from registry.store.changed import ChangedRepositories, ChangeRecord
 from registry.store.changes import Changes
 from registry.store.claims import (
     DEFAULT_REFERENCE_BUDGET,
@@ -27,6 +28,15 @@ from registry.store.lease import SETTLE, Lease, LeaseLostError, LeaseRecord
 from registry.store.login_attempts import LoginAttempts
 from registry.store.maintenance import MaintenanceFlag, ReadOnlyFlag
 from registry.store.manifests import ManifestStore, StoredManifest
+from registry.store.mark_state import (
+    BlobHolders,
+    ManifestFacts,
+    MarkState,
+    MarkStateError,
+    MarkSummary,
+    RepositoryRecord,
+    RepositorySummary,
+)
 from registry.store.objects import (
     BlobClaim,
     BlobData,
@@ -80,6 +90,10 @@ class RegistryStore:
         self.clock = clock
         # Told of every change before it is visible (store/changes.py).
         self.changes = Changes()
+        # First of the listeners: the collector re-marks only the repositories that
+        # changed (store/changed.py), so every change is recorded, by every process.
+        self.changed = ChangedRepositories(driver, clock, reference_budget)
+        self.changes.listen(self.changed)
         self.catalog = Catalog(driver, self.changes)
         self.claims = Claims(driver, clock, reference_budget, self.changes)
         self.blobs = BlobStore(driver, self.catalog, self.claims, self.changes, redirect_expiry)
@@ -102,6 +116,7 @@ class RegistryStore:
         self.session_keys = SessionKeys(driver, clock)
         # Replication's upload sessions in flight, run status and failures.
         self.replication = ReplicationState(driver)
+        self.mark_state = MarkState(driver)
 
     def lease(
         self, name: str, ttl: float, *, owner: str | None = None, settle: float = SETTLE
@@ -167,9 +182,12 @@ __all__ = [
     "BlobClaim",
     "BlobData",
     "BlobFiles",
+    "BlobHolders",
     "BlobInfo",
     "BlobStore",
     "Catalog",
+    "ChangeRecord",
+    "ChangedRepositories",
     "Checkpoint",
     "Claims",
     "Clock",
@@ -184,7 +202,11 @@ __all__ = [
     "Link",
     "Listing",
     "MaintenanceFlag",
+    "ManifestFacts",
     "ManifestStore",
+    "MarkState",
+    "MarkStateError",
+    "MarkSummary",
     "ObjectInfo",
     "Outbox",
     "PathNotFoundError",
@@ -196,6 +218,8 @@ __all__ = [
     "ReferrersList",
     "RegistryStore",
     "ReplicationState",
+    "RepositoryRecord",
+    "RepositorySummary",
     "RepositoryUsage",
     "Reservation",
     "Revision",

@@ -163,6 +163,21 @@ class BlobStore:
                 shards += [f"{algorithm}/{folder}" for folder in folders]
         return shards
 
+    async def files(self, digest: Digest) -> BlobFiles:
+        """What one blob's folder holds (one listing)."""
+        names = await self._driver.list(layout.blob_dir(digest))
+        return BlobFiles(
+            data=layout.DATA in names,
+            claimed=layout.CLAIMED in names,
+            collecting=layout.COLLECTING in names,
+        )
+
+    @staticmethod
+    def shard_of(digest: Digest) -> str:
+        """The shard (``<alg>/<hex[:2]>``) ``shards`` and ``files_in`` name the blob's
+        folder by."""
+        return f"{digest.algorithm}/{digest.hex[:2]}"
+
     async def files_in(self, shard: str) -> dict[Digest, BlobFiles]:
         """Every blob folder of a shard, by the files it holds."""
         parsed = layout.blob_shard_id(shard)

@@ -52,6 +52,16 @@ The same argument covers uploads and mounts (a 201 means a claim newer than the 
 the blob outlives the grace period) and retention racing a tag push (the push claims
 what the tag named, so the cycle for that digest spares the tag or finished before).
 Reads never see a manifest whose references are gone because of the deletion order.
+The mark need not read every repository again: an incremental mark re-reads those
+that a change record names and trusts what the last mark recorded of the others
+(registry/gc/plan.py). The argument above asks of the mark only that it sees the writes
+issued more than half a grace period before the run started; every change is covered
+by a record written before its writes (store/changed.py), and a collector removes a
+record only once it is older than the time within which the changes it covers land,
+after re-reading the repository -- so such writes are either in a repository the mark
+re-reads or in what it recorded (every process that changes the registry must write
+records: see docs/gc.md on upgrades).
+
 What remains assumed: one collector at a time (the lease; a collector that cannot renew
 it stops before its next cycle), the storage's read-after-write consistency (S3 and RGW
 give it), and storage writes landing well within half a grace period of being issued.

@@ -25,6 +25,16 @@
     clocks/<name>                                         the clock probe of every other name
     maintenance/readonly                                  read-only maintenance flag (JSON)
     gc/usage                                              what the last collection counted (JSON)
+    gc/mark/summary                                       what the last mark learned, in sum
+                                                          (store/mark_state.py, JSON)
+    gc/mark/running                                       a collection is writing the mark
+                                                          state; left by a crashed one
+    gc/mark/repositories/<name>!                          what the last mark learned about one
+                                                          repository (JSON)
+    gc/mark/blobs/<alg>/<hex[:2]>                         which repositories keep each blob of
+                                                          one shard, with its size (JSON)
+    gc/changed/<name>!/<cover>-<id>                       empty; <name> changed since the
+                                                          collector last looked (store/changed.py)
     login-attempts/<epoch>/<subject>/<ms>-<random>        one empty object per login attempt
                                                           (store/login_attempts.py)
     tag-intents/<name>/_tags/<tag>/<ms>-<alg>-<hex>       empty: a push is about to create an
@@ -101,6 +111,8 @@ DATA = "data"
 CLAIMED = "claimed"
 COLLECTING = "collecting"  # sorts before DATA: a listing reads it first
 GC = "gc"
+MARK = "gc/mark"
+CHANGED = "gc/changed"
 LOGIN_ATTEMPTS = "login-attempts"
 LEASES = "leases"
 TAG_INTENTS = "tag-intents"
@@ -242,6 +254,46 @@ def catalog_marker(name: str) -> str:
 
 def readonly_flag() -> str:
     return "maintenance/readonly"
+
+
+def mark_summary() -> str:
+    return f"{MARK}/summary"
+
+
+def mark_running() -> str:
+    return f"{MARK}/running"
+
+
+def mark_repositories() -> str:
+    return f"{MARK}/repositories"
+
+
+def mark_repository(name: str) -> str:
+    return f"{MARK}/repositories/{name}{CATALOG_SUFFIX}"
+
+
+def mark_shards() -> str:
+    return f"{MARK}/blobs"
+
+
+def mark_shard(algorithm: str, shard: str) -> str:
+    """The blobs of one ``<alg>/<hex[:2]>`` shard, as ``blob_shard`` lists their folders."""
+    return f"{MARK}/blobs/{algorithm}/{shard}"
+
+
+def changed() -> str:
+    return CHANGED
+
+
+def changed_record(name: str, key: str) -> str:
+    return f"{CHANGED}/{name}{CATALOG_SUFFIX}/{key}"
+
+
+def changed_record_of(relative: str) -> tuple[str, str] | None:
+    """``(repository, key)`` of a path listed recursively below ``gc/changed``; None for
+    anything else. A name holds no ``!``, so the first ``!/`` ends it."""
+    name, sep, key = relative.partition(CATALOG_SUFFIX + "/")
+    return (name, key) if sep and name and key and "/" not in key else None
 
 
 def usage_snapshot() -> str:

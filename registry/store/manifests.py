@@ -132,9 +132,7 @@ class ManifestStore:
             )
         manifest = parse_manifest(body, content_type)
         previous = dict(zip(tags, await self.tags.targets(name, tags), strict=True))
-        present = await self._claim_references(
-            name, digest, manifest, previous, verify_references
-        )
+        present = await self._claim_references(name, digest, manifest, previous, verify_references)
         await self._changes.before(
             ManifestPushed(name, digest, len(body), manifest, tuple(tags), previous)
         )

@@ -291,4 +291,3 @@ class UploadStore:
         for upload_id in expired:
             await self.cancel(name, upload_id)
         return len(expired)
-

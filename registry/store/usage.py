@@ -39,7 +39,9 @@ class RepositoryUsage:
 class UsageSnapshot:
     finished_at: float  # the storage's clock when the run that counted it ended
     total_bytes: int = 0  # every blob stored, each once
-    reclaimable_bytes: int = 0  # what the next collection would free (the grace period aside)
+    # What no repository keeps firmly (nothing, or only the grace period does): what
+    # collections free once the grace period has passed.
+    reclaimable_bytes: int = 0
     repositories: tuple[RepositoryUsage, ...] = ()
     # Bytes held per group of repositories (e.g. a quota's namespace), each blob once per
     # group however many of its repositories hold it.

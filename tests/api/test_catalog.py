@@ -177,8 +177,6 @@ def test_listing_by_prefixes_is_the_filtered_catalog(
         return await catalog.list(last, limit, prefixes)
 
     expected = sorted(
-        n
-        for n in names
-        if any(n.startswith(p) for p in prefixes) and (last is None or n > last)
+        n for n in names if any(n.startswith(p) for p in prefixes) and (last is None or n > last)
     )
     assert asyncio.run(listed()) == expected[:limit]

@@ -47,11 +47,22 @@ def run_gc_process(
 ) -> subprocess.CompletedProcess[str]:
     """``registry gc`` on ``server``'s storage; ``settings`` are REGISTRY_* variables."""
     cmd = [
-        sys.executable, "-m", "registry", "gc",
-        "--config", str(server.config_file), "--data-dir", str(server.data_dir), *flags,
+        sys.executable,
+        "-m",
+        "registry",
+        "gc",
+        "--config",
+        str(server.config_file),
+        "--data-dir",
+        str(server.data_dir),
+        *flags,
     ]
     return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=120, env=gc_env(**settings),
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=gc_env(**settings),
         cwd=server.workdir,
     )
 

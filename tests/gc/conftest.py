@@ -1,8 +1,8 @@
 """Fixtures of the garbage-collection tests:
-  gc_server  a real server whose own collector is off (the tests run ``registry gc`` when
-             they mean to), per backend
-  rig        the collector's rig: a store and a collector in this process over a gated
-             memory driver, in virtual time (tests/gc/inprocess.py)
+gc_server  a real server whose own collector is off (the tests run ``registry gc`` when
+           they mean to), per backend
+rig        the collector's rig: a store and a collector in this process over a gated
+           memory driver, in virtual time (tests/gc/inprocess.py)
 """
 
 from __future__ import annotations

@@ -145,9 +145,7 @@ async def account(driver: Driver) -> Account:
                 result.broken.append(f"{repo}: blob {blob}")
         result.unreachable += [f"{repo}: revision {d}" for d in sorted(revisions - kept)]
         result.unreachable += [f"{repo}: link {d}" for d in sorted(links - kept_blobs)]
-        result.unreachable += [
-            f"{repo}: upload {u}" for u in await driver.list(f"{base}/_uploads")
-        ]
+        result.unreachable += [f"{repo}: upload {u}" for u in await driver.list(f"{base}/_uploads")]
         used_blobs |= kept | kept_blobs
     uploading = await driver.list("uploading", recursive=True)
     for repo in sorted({m.removesuffix("!") for m in uploading} - set(repos)):
@@ -165,3 +163,95 @@ async def account(driver: Driver) -> Account:
             elif digest not in used_blobs:
                 result.unreachable.append(f"blob {digest}: {parts[2]}")
     return result
+
+
+@dataclass
+class Recount:
+    """Usage as counted from the storage alone (``recount``)."""
+
+    repositories: dict[str, tuple[int, int, int, int]]  # held, unique, manifests, tags
+    groups: dict[str, int]
+    total_bytes: int
+    reclaimable_bytes: int
+
+
+async def recount(
+    driver: Driver, groups: Mapping[str, Callable[[str], bool]] | None = None
+) -> Recount:
+    """Count usage from the layout, with nothing of the store's or the collector's code:
+    right after a collection (with no push racing it), every revision left is kept --
+    firmly when a tag reaches it (with index children and referrers), else held back
+    by the grace period -- and keeps its content and what it references. A blob's size
+    is its data's; a manifest's, its content's."""
+    markers = await driver.list("catalog", recursive=True)
+    repos = sorted(m.removesuffix("!") for m in markers if m.endswith("!"))
+    sizes: dict[str, int] = {}
+
+    async def size_of(digest: str) -> int:
+        if digest not in sizes:
+            alg, hexa = digest.split(":")
+            try:
+                sizes[digest] = (await driver.stat(f"blobs/{alg}/{hexa[:2]}/{hexa}/data")).size
+            except PathNotFoundError:
+                sizes[digest] = 0
+        return sizes[digest]
+
+    held: dict[str, set[str]] = {}
+    firm: dict[str, set[str]] = {}
+    tag_counts: dict[str, int] = {}
+    manifest_counts: dict[str, int] = {}
+    for repo in repos:
+        base = f"repositories/{repo}"
+        listed = await driver.list(f"{base}/_manifests/revisions", recursive=True)
+        revisions = {_digest(p) for p in listed}
+        referrers: dict[str, set[str]] = {}
+        for entry in await driver.list(f"{base}/_referrers", recursive=True):
+            subject, _, key = entry.rpartition("/")
+            referrers.setdefault(_digest(subject), set()).add(key.replace("-", ":", 1))
+        tags = await driver.list(f"{base}/_manifests/tags")
+        targets = [(await driver.get(f"{base}/_manifests/tags/{t}")).decode() for t in tags]
+
+        async def closure(starts: list[str], referrers: dict[str, set[str]]) -> set[str]:
+            kept: set[str] = set()
+            todo = list(starts)
+            while todo:
+                digest = todo.pop()
+                if digest in kept:
+                    continue
+                kept.add(digest)
+                alg, hexa = digest.split(":")
+                doc = json.loads(await driver.get(f"blobs/{alg}/{hexa[:2]}/{hexa}/data"))
+                todo += [c["digest"] for c in doc.get("manifests", [])]
+                todo += sorted(referrers.get(digest, set()))
+                if "config" in doc:
+                    blobs = [doc["config"], *doc["layers"]]
+                    kept |= {b["digest"] for b in blobs if not b.get("urls")}
+            return kept
+
+        firm[repo] = await closure(targets, referrers)
+        held[repo] = firm[repo] | await closure(sorted(revisions), referrers)
+        tag_counts[repo] = len(tags)
+        manifest_counts[repo] = len(revisions)
+    holders: dict[str, set[str]] = {}
+    for repo, digests in held.items():
+        for d in digests:
+            holders.setdefault(d, set()).add(repo)
+    stored: list[str] = []
+    for alg in await driver.list("blobs"):
+        for relative in await driver.list(f"blobs/{alg}", recursive=True):
+            parts = relative.split("/")
+            if len(parts) == 3 and parts[2] == "data":
+                stored.append(f"{alg}:{parts[1]}")
+    total = sum([await size_of(d) for d in stored])
+    firmly = set().union(*firm.values()) if firm else set()
+    usage = {}
+    for repo in repos:
+        held_bytes = sum([await size_of(d) for d in held[repo]])
+        unique = sum([await size_of(d) for d in held[repo] if holders[d] == {repo}])
+        usage[repo] = (held_bytes, unique, manifest_counts[repo], tag_counts[repo])
+    group_bytes = {}
+    for group, member in (groups or {}).items():
+        blobs = {d for repo in repos if member(repo) for d in held[repo]}
+        group_bytes[group] = sum([await size_of(d) for d in blobs])
+    reclaimable = total - sum([await size_of(d) for d in set(stored) & firmly])
+    return Recount(usage, group_bytes, total, reclaimable)

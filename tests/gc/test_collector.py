@@ -31,12 +31,8 @@ async def test_the_next_run_removes_tombstones_a_crashed_run_left(rig: Collector
 
 
 async def test_two_collectors_never_run_at_once(rig: CollectorRig) -> None:
-    other = Collector(
-        rig.store, GcConfig(grace_period=60), upload_expiry=24 * HOUR, settle=0.05
-    )
-    results = await asyncio.gather(
-        rig.collector.run(), other.run(), return_exceptions=True
-    )
+    other = Collector(rig.store, GcConfig(grace_period=60), upload_expiry=24 * HOUR, settle=0.05)
+    results = await asyncio.gather(rig.collector.run(), other.run(), return_exceptions=True)
     busy = [r for r in results if isinstance(r, CollectionBusyError)]
     assert len(busy) == 1, results
 

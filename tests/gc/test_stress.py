@@ -91,8 +91,10 @@ class Worker(threading.Thread):
             subject = self.rng.choice(sorted(self.expected.values()))
             body = self.client.get(
                 f"/v2/{self.repo}/manifests/{subject}",
-                headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
-                         "application/vnd.oci.image.index.v1+json"},
+                headers={
+                    "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                    "application/vnd.oci.image.index.v1+json"
+                },
             )
             if body.status_code == 200:
                 target = Image(body.content, body.headers["Content-Type"])
@@ -103,8 +105,10 @@ class Worker(threading.Thread):
             source = self.rng.choice(sorted(self.expected))
             r = self.client.get(
                 f"/v2/{self.repo}/manifests/{source}",
-                headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
-                         "application/vnd.oci.image.index.v1+json"},
+                headers={
+                    "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                    "application/vnd.oci.image.index.v1+json"
+                },
             )
             assert r.status_code == 200, f"{self.repo}:{source} vanished: {r.text}"
             put = self.client.put(
@@ -253,8 +257,6 @@ def test_online_collection_under_concurrent_pushes_loses_nothing(
     found = with_storage(server, account)
     assert found.broken == []
     assert found.unreachable == []
-    assert found.tags == {
-        f"{w.repo}:{t}": d for w in workers for t, d in w.expected.items()
-    }
+    assert found.tags == {f"{w.repo}:{t}": d for w in workers for t, d in w.expected.items()}
     server.start()
     check_tags(server, workers)

@@ -74,9 +74,9 @@ class StorageTime:
         self.shift += seconds
 
 
-def aged_registry(make: Callable[..., InProcessRegistry], config: dict[str, Any]) -> tuple[
-    InProcessRegistry, StorageTime
-]:
+def aged_registry(
+    make: Callable[..., InProcessRegistry], config: dict[str, Any]
+) -> tuple[InProcessRegistry, StorageTime]:
     """A registry whose storage the test can make look older."""
     clock = StorageTime()
     return make(config, MemoryDriver(clock=clock)), clock

@@ -14,8 +14,14 @@ from registry.policy import usage_groups
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("50GiB", 50 * 2**30), ("500MB", 500 * 10**6), ("1.5KiB", 1536), ("42", 42), (7, 7),
-     ("2 tib", 2 * 2**40)],
+    [
+        ("50GiB", 50 * 2**30),
+        ("500MB", 500 * 10**6),
+        ("1.5KiB", 1536),
+        ("42", 42),
+        (7, 7),
+        ("2 tib", 2 * 2**40),
+    ],
 )
 def test_sizes_read_as_written(text: Any, size: int) -> None:
     assert parse_byte_size(text) == size
@@ -32,8 +38,12 @@ def policy(section: dict[str, Any]) -> Any:
 
 
 def test_a_quota_is_named_after_its_pattern_unless_named() -> None:
-    section = {"quotas": [{"repositories": ["team-a/**"], "limit": "1GiB"},
-                          {"repositories": ["org/team-b/*"], "limit": 1}]}
+    section = {
+        "quotas": [
+            {"repositories": ["team-a/**"], "limit": "1GiB"},
+            {"repositories": ["org/team-b/*"], "limit": 1},
+        ]
+    }
     assert [q.name for q in policy(section).quotas] == ["team-a", "org.team-b"]
 
 

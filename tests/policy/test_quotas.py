@@ -300,9 +300,12 @@ def test_a_per_repository_quota_limits_each_repository(make_registry: Factory) -
     )
     error = denied(r)
     assert "in ci/one" in error["message"] and "each" in error["message"]
-    assert client.post(
-        "/v2/ci/three/blobs/uploads/", params={"digest": digest_of(data)}, content=data
-    ).status_code == 201
+    assert (
+        client.post(
+            "/v2/ci/three/blobs/uploads/", params={"digest": digest_of(data)}, content=data
+        ).status_code
+        == 201
+    )
 
 
 def test_every_quota_that_covers_a_repository_applies(make_registry: Factory) -> None:

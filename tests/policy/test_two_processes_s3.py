@@ -35,9 +35,10 @@ def test_two_processes_on_one_bucket_agree_and_share_the_limit(
     )
     one = start_server(request, tmp_path / "one", config=config)
     two = start_server(request, tmp_path / "two", config=config)
-    with httpx.Client(base_url=one.url, timeout=60) as a, httpx.Client(
-        base_url=two.url, timeout=60
-    ) as b:
+    with (
+        httpx.Client(base_url=one.url, timeout=60) as a,
+        httpx.Client(base_url=two.url, timeout=60) as b,
+    ):
         shared = image(layers=2, layer_size=100 * KIB)
         push_image(a, "team/app", shared, "v1")
         push_image(b, "team/web", shared, "v1")  # the same layers, through the other

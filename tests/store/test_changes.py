@@ -140,7 +140,6 @@ def json_blobs(img: Image) -> list[str]:
     return [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]
 
 
-
 def test_listeners_see_the_request_context_of_the_push() -> None:
     """A listener reads who pushed, and how, from registry.context, set per request."""
     seen: list[RequestContext] = []
