@@ -77,15 +77,19 @@ async def _append(store: RegistryStore, name: str, state: UploadState, request: 
         ) from None
 
 
+def _busy(digest: Digest) -> RegistryError:
+    return RegistryError(
+        errors.UNAVAILABLE,
+        f"{digest} is being garbage-collected; retry",
+        headers={"Retry-After": BUSY_RETRY_AFTER},
+    )
+
+
 async def _commit(store: RegistryStore, name: str, state: UploadState, digest: Digest) -> None:
     try:
         await store.uploads.commit(name, state, digest)
     except BlobBusyError:
-        raise RegistryError(
-            errors.UNAVAILABLE,
-            f"{digest} is being garbage-collected; retry",
-            headers={"Retry-After": BUSY_RETRY_AFTER},
-        ) from None
+        raise _busy(digest) from None
 
 
 @router.post("/v2/{name:path}/blobs/uploads/")
@@ -108,13 +112,10 @@ async def start_upload(request: Request, name: str) -> Response:
         # Not mountable: fall through to an ordinary upload session (202), as the spec says.
     if params.get("digest") is not None:
         digest = _digest_param(request)
-        state = await store.uploads.create(name)
         try:
-            await store.uploads.append(name, state, request.stream())
-            await _commit(store, name, state, digest)
-        except BaseException:
-            await store.uploads.cancel(name, state.upload_id)
-            raise
+            await store.uploads.push(name, digest, request.stream())
+        except BlobBusyError:
+            raise _busy(digest) from None
         return _blob_created(name, digest)
     state = await store.uploads.create(name)
     response = _progress(name, state.upload_id, 0, 202)
