@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import ctypes
 import itertools
 import json
 import math
@@ -39,7 +40,10 @@ T = TypeVar("T")
 
 MiB = 1 << 20
 GiB = 1 << 30
-READ_CHUNK = MiB
+# A pull holds about two of these (one being read, one the socket has not taken yet):
+# small enough that a hundred pulls in flight cost little, large enough that the thread
+# hop per read stays cheap (server CPU per GiB pulled: 1 MiB -10%, 256 KiB +10%).
+READ_CHUNK = 512 * 1024
 MIN_PART = 5 * MiB  # S3's smallest part, except for the last one
 MAX_PART = 5 * GiB  # S3's largest part, and the largest single CopyObject
 MAX_PARTS = 10_000
@@ -57,6 +61,34 @@ _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchK
 # Characters allowed in path components that sort below '/': a directory "a" lists
 # after a sibling "a-b" in S3's key order ("a-b" < "a/") but before it by name.
 _BELOW_SLASH = frozenset("!+-.")
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+_MMAP_THRESHOLD = MiB
+_ARENA_MAX = 2
+
+
+def bound_malloc() -> None:
+    """Keep the process's freed buffers from staying resident (glibc; elsewhere a no-op).
+
+    The driver runs boto3 in up to ``max_pool_connections`` threads, and glibc gives
+    each thread an arena of its own (up to eight per core), which keeps what was freed
+    in it for the next allocation in that thread. And once a buffer allocated with mmap
+    (a part, a read chunk) is freed, glibc raises its mmap threshold above that size, so
+    that every later buffer of that size comes from an arena too. Each arena then holds
+    its own set of part-sized and chunk-sized holes: measured, 440 MiB per worker after
+    pushes and pulls on S3. Two arenas, and buffers of a MiB or more always in mmap
+    (returned to the system when freed; a fixed threshold is never raised), bound a
+    worker to what its transfers in flight hold. Process-wide, idempotent."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_ARENA_MAX, _ARENA_MAX)
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def _code(e: ClientError) -> str:
@@ -244,6 +276,12 @@ class S3Writer:
         d = self._driver
         # Loaded first: a version 1 tail becomes part of the new state's inline one.
         await self._load_tail()
+        if len(self._buf) >= max(MIN_PART, self._threshold() // 2):
+            # Sent as a part of its own rather than saved as the tail: a client that
+            # pushes in chunks of 10 MiB would otherwise have each chunk's tail written
+            # to the sidecar and read back by the next one, up to a part each way.
+            # Half the part size keeps 10,000 parts enough for terabytes.
+            await self._send_part()
         payload = _UploadState(self._upload_id, self._parts).dumps(self._buf)
         self._buf = bytearray()
         await d._call(
@@ -310,6 +348,7 @@ class S3Driver:
     def __init__(self, config: S3Config) -> None:
         if not config.bucket:
             raise StorageError("storage.s3.bucket is not set")
+        bound_malloc()
         self._bucket = config.bucket
         root = config.prefix.strip("/")
         self._root = f"{root}/" if root else ""

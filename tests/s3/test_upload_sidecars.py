@@ -1,6 +1,7 @@
-"""An unfinished S3 writer saved by the previous version -- state JSON in ``<key>@upload``,
-the tail apart in ``<key>@tail`` -- is continued by this one (a rolling upgrade with
-pushes in flight), and what this one saves holds the tail in the state object."""
+"""What an unfinished S3 writer saves between requests: one sidecar object with its
+state and tail; a chunk of half a part or more sent as a part rather than kept as the
+tail; and a sidecar of the previous version -- state JSON in ``<key>@upload``, the tail
+apart in ``<key>@tail`` -- continued (a rolling upgrade with pushes in flight)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,24 @@ async def test_a_version_1_writer_is_continued(driver: S3Driver, rgw: RgwServer)
     assert await read_all(driver, "up/data") == first + tail + b"more"
     left = s3.list_objects_v2(Bucket=rgw.bucket, Prefix=key).get("Contents", [])
     assert [o["Key"] for o in left] == [key]  # both sidecars went with the commit
+
+
+async def test_a_chunk_of_half_a_part_or_more_is_sent_not_saved(
+    driver: S3Driver, rgw: RgwServer
+) -> None:
+    """A client pushing 6 MiB chunks with 10 MiB parts: each chunk becomes a part of
+    its own when its request ends, so no chunk is written to the sidecar and read back
+    by the next request."""
+    s3 = rgw.client()
+    driver._part_size = 2 * MIN_PART
+    key = driver._key("chunks/data")
+    chunks = [os.urandom(MIN_PART + MIN_PART // 5) for _ in range(3)] + [os.urandom(1000)]
+    for chunk in chunks:
+        writer = await driver.writer("chunks/data", append=True)
+        await writer.write(chunk)
+        await writer.close()
+        saved = s3.head_object(Bucket=rgw.bucket, Key=key + "@upload")["ContentLength"]
+        assert saved < 1000 or chunk is chunks[-1]
+    writer = await driver.writer("chunks/data", append=True)
+    await writer.commit()
+    assert await read_all(driver, "chunks/data") == b"".join(chunks)
