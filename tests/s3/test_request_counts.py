@@ -5,7 +5,8 @@ here.
 
 "cold" is a process that has not read the objects before; "warm" one that read them
 less than the read cache's ttl ago (registry/store/read_cache.py). The app runs in
-this process over a real S3 driver, with the configuration's defaults for S3."""
+this process over a real S3 driver, with the configuration's defaults for S3 but a long
+ttl."""
 
 from __future__ import annotations
 
@@ -81,8 +82,9 @@ def prefix() -> str:
 
 def registry(rgw: RgwServer, prefix: str) -> tuple[InProcessRegistry, Wire]:
     s3 = rgw.s3_config(prefix=prefix, part_size=MIN_PART)
+    # A ttl no slow machine outlasts between a read and the "warm" one after it.
     config = {
-        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True)},
+        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True), "cache": {"ttl": 60}},
         "gc": {"enabled": False},
     }
     driver = S3Driver(s3)
