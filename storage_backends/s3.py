@@ -67,32 +67,26 @@ _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchK
 _BELOW_SLASH = frozenset("!+-.")
 
 
-# glibc's mallopt parameters (malloc.h).
-_M_MMAP_THRESHOLD = -3
+# glibc's mallopt parameter (malloc.h), and the arenas a process keeps.
 _M_ARENA_MAX = -8
-_MMAP_THRESHOLD = MiB
 _ARENA_MAX = 2
 
 
 def bound_malloc() -> None:
-    """Keep the process's freed buffers from staying resident (glibc; elsewhere a no-op).
+    """Keep the process's freed buffers from piling up (glibc; elsewhere a no-op).
 
     The driver runs boto3 in up to ``max_pool_connections`` threads, and glibc gives
-    each thread an arena of its own (up to eight per core), which keeps what was freed
-    in it for the next allocation in that thread. And once a buffer allocated with mmap
-    (a part, a read chunk) is freed, glibc raises its mmap threshold above that size, so
-    that every later buffer of that size comes from an arena too. Each arena then holds
-    its own set of part-sized and chunk-sized holes: measured, 440 MiB per worker after
-    pushes and pulls on S3. Two arenas, and buffers of a MiB or more always in mmap
-    (returned to the system when freed; a fixed threshold is never raised), bound a
-    worker to what its transfers in flight hold. Process-wide, idempotent."""
+    each thread an arena of its own (up to eight per core) which keeps what was freed in
+    it for that thread's next allocation: every arena ends up holding its own set of
+    part-sized and chunk-sized holes (measured: 440 MiB per worker after pushes and
+    pulls on S3). Two arenas bound a worker to about what its transfers in flight hold.
+    (A fixed mmap threshold would return freed parts at once too, but faulting a new
+    part's pages in cost pushes 60% more CPU.) Process-wide, idempotent."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return
     mallopt(_M_ARENA_MAX, _ARENA_MAX)
-    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def parse_timestamp(value: str) -> datetime:
