@@ -54,6 +54,8 @@ EXPECTED = {
     "manifest GET by digest, cold": 2,
     "manifest GET by digest, warm": 0,
     "manifest HEAD by tag, warm": 1,
+    "tags list, cold": 2,  # does the repository exist (its catalog marker), one listing
+    "tags list, warm": 1,  # a repository once seen is known: catalog markers stay
     # The manifest cold (3), then per blob its link, its size and its bytes.
     "pull an image (manifest by tag, config, 2 layers), cold": 12,
 }
@@ -190,6 +192,8 @@ def test_s3_requests_per_operation(
     count(wire_b, "manifest GET by tag, warm", lambda: ok(b.get(manifest_by_tag, headers=accept)))
     count(wire_b, "manifest GET by digest, warm", lambda: ok(b.get(manifest_by_digest)))
     count(wire_b, "manifest HEAD by tag, warm", lambda: ok(b.head(manifest_by_tag)))
+    count(wire_b, "tags list, cold", lambda: ok(b.get(f"/v2/{repo}/tags/list?n=50")))
+    count(wire_b, "tags list, warm", lambda: ok(b.get(f"/v2/{repo}/tags/list?n=50")))
     # A manifest by digest, and a whole pull, on a process that has read none of it.
     other = image(layers=2)
     push_image(a, repo, other, tag="v2")
