@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import ctypes
 import email.utils
 import itertools
@@ -530,7 +531,8 @@ class S3Driver:
         else:
             byte_range = f"bytes={offset}-{offset + length - 1}"
 
-        def open_body() -> Any:
+        def open_body() -> tuple[Any, int, bytes] | None:
+            """The body, its length and its first chunk: one thread hop."""
             try:
                 if byte_range is None:
                     resp = self._s3.get_object(Bucket=self._bucket, Key=key)
@@ -540,18 +542,28 @@ class S3Driver:
                 if _code(e) == "InvalidRange":  # the offset is at or after the end
                     return None
                 raise
-            return resp["Body"]
+            body, size = resp["Body"], int(resp["ContentLength"])
+            return body, size, body.read(min(READ_CHUNK, size))
 
-        body = await self._call(open_body, missing=path)
-        if body is None:
+        opened = await self._call(open_body, missing=path)
+        if opened is None:
             return
+        body, left, chunk = opened
+        ahead: asyncio.Future[bytes] | None = None
         try:
-            while True:
-                chunk: bytes = await self._call(lambda: body.read(READ_CHUNK))
-                if not chunk:
-                    break
+            while chunk:
+                left -= len(chunk)
+                # The next chunk is read while the caller sends this one; none is asked
+                # for past the end (a small blob is one hop).
+                if left > 0:
+                    ahead = asyncio.ensure_future(self._call(partial(body.read, READ_CHUNK)))
                 yield chunk
+                chunk = b"" if ahead is None else await ahead
+                ahead = None
         finally:
+            if ahead is not None:  # the body is closed only once no thread reads it
+                with contextlib.suppress(Exception):
+                    await ahead
             body.close()
 
     async def writer(self, path: str, append: bool = False) -> S3Writer:
