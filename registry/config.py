@@ -137,11 +137,26 @@ class DeleteConfig(Section):
     enabled: bool = True
 
 
+class ReadCacheConfig(Section):
+    # Seconds a process trusts a blob link or manifest revision it read (registry/store/
+    # read_cache.py): the most it lags behind a delete made through another process.
+    # null: 5s with driver s3, 0 (no cache) with filesystem. Tags are never cached.
+    ttl: Duration | None = Field(default=None, ge=0)
+    entries: int = Field(default=10_000, ge=0)  # per kind of fact
+    manifest_bytes: int = Field(default=8 * 1024 * 1024, ge=0)  # manifest bodies kept
+
+    def ttl_for(self, driver: str) -> float:
+        if self.ttl is not None:
+            return self.ttl
+        return 5.0 if driver == "s3" else 0.0
+
+
 class StorageConfig(Section):
     driver: Literal["filesystem", "s3"] = "filesystem"
     filesystem: FilesystemConfig = FilesystemConfig()
     s3: S3Config = S3Config()
     delete: DeleteConfig = DeleteConfig()
+    cache: ReadCacheConfig = ReadCacheConfig()
     # Refuse every push and delete (405), e.g. for a mirror. For maintenance windows use
     # `registry readonly on|off` instead: a flag object in storage, seen by all workers.
     readonly: bool = False

@@ -278,8 +278,10 @@ def _walk_files(
             if key.endswith("/"):
                 # Every path below starts with name: all of them are before start_after
                 # when name is, unless start_after itself lies below.
-                if start_after is not None and name < start_after and not start_after.startswith(
-                    name
+                if (
+                    start_after is not None
+                    and name < start_after
+                    and not start_after.startswith(name)
                 ):
                     continue
                 if not walk(f"{folder}/{key[:-1]}", name):

@@ -3,7 +3,9 @@
 One monitor (explicit monmap, msgr2 only), one bluestore OSD on a sparse file (memstore
 where the temp dir cannot do O_DIRECT) and radosgw (beast), no cephx, all in a temp dir
 with free ports; see shared/notes/s3-ceph-rgw.md. RGW's testing KMS is on, so SSE-KMS
-can be exercised.
+can be exercised. The beast frontend runs with ``tcp_nodelay=1``, as a production RGW
+should: without it every response with a body waits ~40 ms for the client's delayed ACK
+(Nagle), which would make small reads the whole of any figure.
 The session fixture ``rgw`` starts it on first use and stops exactly the daemons it
 started. Without the ceph binaries the S3 tests skip, except under CI=true, where a
 missing S3 server is a failure rather than a silently smaller test run.
@@ -135,7 +137,7 @@ mon data avail crit = 1
 [client]
 ms mon client mode = crc
 ms client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {d}/rgw
 rgw gc obj min wait = 60
 rgw gc processor period = 60

@@ -44,7 +44,7 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     return StreamingResponse(
-        store.blobs.read(d, start, length),
+        await store.blobs.stream(name, d, start, length),
         status_code=status,
         headers=headers,
         media_type="application/octet-stream",

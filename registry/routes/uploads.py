@@ -153,15 +153,19 @@ async def _quota_room(request: Request, name: str) -> None:
 # ---- end of the quota hook points
 
 
+def _busy(digest: Digest) -> RegistryError:
+    return RegistryError(
+        errors.UNAVAILABLE,
+        f"{digest} is being garbage-collected; retry",
+        headers={"Retry-After": BUSY_RETRY_AFTER},
+    )
+
+
 async def _commit(store: RegistryStore, name: str, state: UploadState, digest: Digest) -> None:
     try:
         await store.uploads.commit(name, state, digest)
     except BlobBusyError:
-        raise RegistryError(
-            errors.UNAVAILABLE,
-            f"{digest} is being garbage-collected; retry",
-            headers={"Retry-After": BUSY_RETRY_AFTER},
-        ) from None
+        raise _busy(digest) from None
 
 
 @router.post("/v2/{name:path}/blobs/uploads/")
@@ -184,6 +188,14 @@ async def start_upload(request: Request, name: str) -> Response:
         # Not mountable: fall through to an ordinary upload session (202), as the spec says.
     if params.get("digest") is not None:
         digest = _digest_param(request)
+        if quota_guard(request) is None:
+            # One request, no session: a small blob is verified in memory (store/uploads.py).
+            try:
+                await store.uploads.push(name, digest, request.stream())
+            except BlobBusyError:
+                raise _busy(digest) from None
+            return _blob_created(name, digest)
+        # Under a quota the bytes are reserved as they pass: through a session.
         state = await store.uploads.create(name)
         try:
             await _append(store, name, state, request, last=True)

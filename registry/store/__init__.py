@@ -50,6 +50,7 @@ from registry.store.objects import (
 from registry.store.outbox import Outbox
 from registry.store.proxy import FillClaim, ProxyRecords, ReferrersList, TagCheck
 from registry.store.pushes import PushTimes
+from registry.store.read_cache import ReadCache
 from registry.store.referrers import ReferrersIndex
 from registry.store.replication import ReplicationState
 from registry.store.session_keys import SessionKeys
@@ -85,6 +86,7 @@ class RegistryStore:
         reference_budget: float = DEFAULT_REFERENCE_BUDGET,
         clock: Clock = SYSTEM_CLOCK,
         redirect_expiry: float | None = None,
+        read_cache: ReadCache | None = None,
     ) -> None:
         self._driver = driver
         self.clock = clock
@@ -94,13 +96,25 @@ class RegistryStore:
         # changed (store/changed.py), so every change is recorded, by every process.
         self.changed = ChangedRepositories(driver, clock, reference_budget)
         self.changes.listen(self.changed)
+        # What pulls may answer from without asking the storage (store/read_cache.py).
+        self.read_cache = ReadCache(clock) if read_cache is None else read_cache
+        self.changes.listen(self.read_cache)
         self.catalog = Catalog(driver, self.changes)
         self.claims = Claims(driver, clock, reference_budget, self.changes)
-        self.blobs = BlobStore(driver, self.catalog, self.claims, self.changes, redirect_expiry)
+        self.blobs = BlobStore(
+            driver, self.catalog, self.claims, self.changes, redirect_expiry, self.read_cache
+        )
         self.tags = TagStore(driver)
         self.referrers = ReferrersIndex(driver)
         self.manifests = ManifestStore(
-            driver, self.blobs, self.tags, self.referrers, self.catalog, self.claims, self.changes
+            driver,
+            self.blobs,
+            self.tags,
+            self.referrers,
+            self.catalog,
+            self.claims,
+            self.changes,
+            self.read_cache,
         )
         self.uploads = UploadStore(driver, self.blobs, self.claims, self.changes)
         self.readonly_flag = ReadOnlyFlag(driver)
@@ -160,17 +174,22 @@ def open_store(
     """The store over the configured driver -- or over ``driver`` (tests give a
     MemoryDriver), wrapped as the configured one would be -- with the reference budget
     the collector's grace period asks of pushes and the configured blob redirects (only
-    drivers that can serve URLs redirect). ``observer`` times every storage call."""
+    drivers that can serve URLs redirect) and read cache. ``observer`` times every
+    storage call."""
     if driver is None:
         driver = open_driver(config.storage, observer)
     else:
         driver = CheckedDriver(driver, observer)
     s3 = config.storage.s3
+    cache = config.storage.cache
     return RegistryStore(
         driver,
         reference_budget=reference_budget(config.gc.grace_period),
         clock=clock,
         redirect_expiry=s3.redirect_expiry if s3.redirect else None,
+        read_cache=ReadCache(
+            clock, cache.ttl_for(config.storage.driver), cache.entries, cache.manifest_bytes
+        ),
     )
 
 
@@ -212,6 +231,7 @@ __all__ = [
     "PathNotFoundError",
     "ProxyRecords",
     "PushTimes",
+    "ReadCache",
     "ReadOnlyFlag",
     "ReferrerEntry",
     "ReferrersIndex",

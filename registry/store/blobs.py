@@ -2,7 +2,8 @@
 
 Pushes *claim* the digests they rely on (``Claims.claim``) so that the garbage
 collector, which runs while pushes go on, spares them; store/claims.py has the
-protocol and the argument why it is safe.
+protocol and the argument why it is safe. Pulls (``stat``, ``stream``) may answer from
+the read cache (store/read_cache.py); nothing a push or mount checks does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from registry.store import layout
 from registry.store.catalog import Catalog
 from registry.store.changes import BlobMounted, BlobPushed, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
+from registry.store.read_cache import ReadCache
 from storage_backends import Driver, PathNotFoundError
 
 
@@ -46,6 +48,7 @@ class BlobStore:
         claims: Claims,
         changes: Changes,
         redirect_expiry: float | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
         self._driver = driver
         self.catalog = catalog
@@ -53,15 +56,27 @@ class BlobStore:
         self._changes = changes
         # Seconds a redirect URL stays valid; None: blobs are served by the registry.
         self.redirect_expiry = redirect_expiry
+        self._cache = ReadCache(claims.clock) if cache is None else cache
 
     async def stat(self, name: str, digest: Digest) -> BlobInfo:
-        """The blob as seen through repository ``name``; BLOB_UNKNOWN unless linked there."""
+        """The blob as seen through repository ``name``, for a pull; BLOB_UNKNOWN unless
+        linked there. A link read less than the cache's ttl ago is not read again, and a
+        blob's size, once known, never is: a link implies the data, which the collector
+        deletes only after every link (store/claims.py, C3)."""
+        cache = self._cache
+        size = cache.linked_size(name, digest)
+        if size is not None:
+            return BlobInfo(digest, size)
+        started = cache.started()
         try:
             await self._driver.stat(layout.layer_link(name, digest))
-            info = await self._driver.stat(layout.blob_data(digest))
+            size = cache.blob_size(digest)
+            if size is None:
+                size = (await self._driver.stat(layout.blob_data(digest))).size
         except PathNotFoundError:
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
-        return BlobInfo(digest, info.size)
+        cache.keep_link(name, digest, size, started)
+        return BlobInfo(digest, size)
 
     async def exists(self, digest: Digest) -> bool:
         try:
@@ -81,6 +96,21 @@ class BlobStore:
         self, digest: Digest, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         return self._driver.read(layout.blob_data(digest), offset, length)
+
+    async def stream(
+        self, name: str, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The blob's bytes for a pull through ``name``, its first chunk already read: a
+        blob deleted since ``stat`` (by a collector, or a process whose delete the cache
+        has not seen yet) is BLOB_UNKNOWN before a response has begun, not a cut body."""
+        chunks = self.read(digest, offset, length)
+        try:
+            first = await anext(chunks, b"")
+        except PathNotFoundError:
+            self._cache.forget_link(name, digest)
+            self._cache.forget_blob(digest)
+            raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+        return _after(first, chunks)
 
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where a GET of the blob should be redirected to fetch it from the storage
@@ -102,6 +132,7 @@ class BlobStore:
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)})
         await self._changes.before(BlobUnlinked(name, digest))
         await self._driver.delete(layout.layer_link(name, digest))
+        self._cache.forget_link(name, digest)
 
     async def links(self, name: str) -> set[Digest]:
         """The blobs linked into ``name``."""
@@ -137,9 +168,10 @@ class BlobStore:
         return BlobInfo(digest, info.size)
 
     async def put_small(self, digest: Digest, data: bytes) -> None:
-        """Store content already held in memory (manifests) at its content address."""
-        if not await self.exists(digest):
-            await self._driver.put(layout.blob_data(digest), data)
+        """Store content already held in memory and verified (manifests) at its content
+        address. For a caller whose claim found no data: another push may have stored
+        it since, and writing the same bytes again is harmless."""
+        await self._driver.put(layout.blob_data(digest), data)
 
     async def get_small(self, digest: Digest) -> bytes:
         return await self._driver.get(layout.blob_data(digest))
@@ -202,3 +234,17 @@ class BlobStore:
             elif parts[1] == layout.COLLECTING:
                 files.collecting = True
         return dict(found)
+
+
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        # A consumer that stops early closes this generator: close the driver's now,
+        # so that it releases its file or connection at once.
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

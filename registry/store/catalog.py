@@ -32,6 +32,7 @@ class Catalog:
             await self._driver.stat(layout.catalog_marker(name))
         except PathNotFoundError:
             return False
+        self._known.add(name)
         return True
 
     async def list(

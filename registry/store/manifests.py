@@ -6,6 +6,10 @@ in the order content -> revision -> referrer entry -> tag, so a crash at any poi
 leaves at worst an untagged manifest for the garbage collector, never a tag pointing
 at nothing. Before writing, a PUT claims every digest it relies on (Claims.claim), so
 that a collection running meanwhile spares them or the PUT fails cleanly.
+
+Pulls (``resolve``, ``content``) may answer from the read cache (store/read_cache.py):
+a tag is always read from storage, the revision it names may be one read less than the
+cache's ttl ago, and a manifest's bytes once read are its bytes for good.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from registry.store.blobs import BlobStore
 from registry.store.catalog import Catalog
 from registry.store.changes import Changes, ManifestDeleted, ManifestPushed, TagDeleted
 from registry.store.claims import BlobBusyError, Claims
+from registry.store.read_cache import ReadCache
 from registry.store.referrers import ReferrersIndex
 from registry.store.tags import TagStore
 from storage_backends import Driver, PathNotFoundError
@@ -50,6 +55,7 @@ class ManifestStore:
         catalog: Catalog,
         claims: Claims,
         changes: Changes,
+        cache: ReadCache | None = None,
     ) -> None:
         self._driver = driver
         self.blobs = blobs
@@ -58,19 +64,28 @@ class ManifestStore:
         self.catalog = catalog
         self.claims = claims
         self._changes = changes
+        self._cache = ReadCache(claims.clock) if cache is None else cache
 
     # ------------------------------------------------------------------ reading
 
     async def resolve(self, name: str, reference: str) -> StoredManifest:
-        """The manifest a tag or digest names in ``name``; MANIFEST_UNKNOWN otherwise."""
+        """The manifest a tag or digest names in ``name``, for a pull; MANIFEST_UNKNOWN
+        otherwise. The tag is read from storage; the revision may come from the cache."""
         digest = (
             await self.tags.target(name, reference)
             if not is_digest_reference(reference)
             else parse_digest(reference)
         )
-        return await self.revision(name, digest)
+        cache = self._cache
+        stored = cache.revision(name, digest)
+        if stored is None:
+            started = cache.started()
+            stored = await self.revision(name, digest)
+            cache.keep_revision(name, digest, stored, started)
+        return stored
 
     async def revision(self, name: str, digest: Digest) -> StoredManifest:
+        """The revision record of ``digest`` in ``name``, read from storage."""
         try:
             raw = json.loads(await self._driver.get(layout.revision(name, digest)))
         except PathNotFoundError:
@@ -94,12 +109,18 @@ class ManifestStore:
         return layout.listed_digests(listing)
 
     async def content(self, stored: StoredManifest) -> bytes:
+        """The manifest's bytes, for a pull (from the cache when it has them)."""
+        body = self._cache.manifest_body(stored.digest)
+        if body is not None:
+            return body
         try:
-            return await self.blobs.get_small(stored.digest)
+            body = await self.blobs.get_small(stored.digest)
         except PathNotFoundError:
             raise RegistryError(
                 errors.MANIFEST_UNKNOWN, detail={"digest": str(stored.digest)}
             ) from None
+        self._cache.keep_manifest_body(stored.digest, body)
+        return body
 
     # ------------------------------------------------------------------ writing
 
@@ -150,6 +171,10 @@ class ManifestStore:
         # repositories through it, so it must not miss one that holds a manifest.
         await self.catalog.add(name)
         await self._driver.put(layout.revision(name, digest), json.dumps(record).encode())
+        # What this PUT stored is what a pull here reads next: a revision rewritten with
+        # another media type must not be answered from before.
+        self._cache.keep_revision(name, digest, stored, self._cache.started())
+        self._cache.keep_manifest_body(digest, body)
         if manifest.subject is not None:
             await self.referrers.add(
                 name,
@@ -241,6 +266,7 @@ class ManifestStore:
         if stored.subject is not None:
             await self.referrers.remove(name, parse_digest(stored.subject), stored.digest)
         await self._driver.delete(layout.revision(name, stored.digest))
+        self._cache.forget_revision(name, stored.digest)
 
     # ------------------------------------------------------------------ tags
 

@@ -1,8 +1,16 @@
 """Upload sessions, kept in storage so any worker process or replica can continue them.
 
-A session is ``_uploads/<id>/data`` (the bytes so far, an appendable driver file) and
-``_uploads/<id>/state`` (JSON: when it started, and the SHA-256 of the bytes so far
-with the offset it is valid for).
+A session is ``_uploads/<id>/state`` (JSON: when it started, and the SHA-256 of the
+bytes so far with the offset it is valid for) and, once it holds more than
+``INLINE_MAX`` bytes, ``_uploads/<id>/data`` (the bytes so far, an appendable driver
+file). Until then the bytes follow the JSON in the state file, so that a small blob --
+most configs and many layers -- costs one small write per request and is stored at its
+address when it is committed, with no data file to write, move and delete (on S3
+eleven requests instead of twenty-two for docker's POST, PATCH, PUT). A data file that
+a request crashing while it moved the bytes there left beside such a state is never
+read: the next move starts the file afresh, and the commit deletes the whole session.
+A whole blob small enough to hold pushed in one request (``push``) needs no session at
+all.
 
 The running digest: hashlib cannot serialise a hash's internal state, so
 
@@ -25,7 +33,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +48,7 @@ from storage_backends import Driver, FileWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 4 * 1024 * 1024  # bytes gathered before one write+hash step
+INLINE_MAX = 256 * 1024  # bytes a session keeps in its state file, before a data file
 _CACHE_SIZE = 256
 
 
@@ -59,11 +68,32 @@ class UploadState:
     started_at: float
     offset: int = 0
     sha256: str | None = None  # hex digest of data[:offset], when known
+    # The bytes so far while the session has no data file; None once it has one.
+    inline: bytes | None = b""
 
     def dump(self) -> bytes:
-        return json.dumps(
-            {"started_at": self.started_at, "offset": self.offset, "sha256": self.sha256}
+        head = json.dumps(
+            {
+                "started_at": self.started_at,
+                "offset": self.offset,
+                "sha256": self.sha256,
+                "inline": self.inline is not None,
+            }
         ).encode()
+        # JSON never holds a raw newline: the first one ends it.
+        return head if self.inline is None else head + b"\n" + self.inline
+
+    @classmethod
+    def load(cls, upload_id: str, raw: bytes) -> UploadState:
+        head, _, inline = raw.partition(b"\n")
+        d = json.loads(head)
+        return cls(
+            upload_id,
+            float(d["started_at"]),
+            int(d["offset"]),
+            d.get("sha256"),
+            inline if d.get("inline") else None,
+        )
 
 
 class _Hashers:
@@ -129,6 +159,45 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
     return received
 
 
+async def _gather(chunks: AsyncIterator[bytes], limit: int, into: list[bytes]) -> bool:
+    """Move pieces of ``chunks`` into ``into`` until it holds more than ``limit`` bytes
+    (False) or ``chunks`` ends (True)."""
+    size = sum(map(len, into))
+    while size <= limit:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            return True
+        into.append(chunk)
+        size += len(chunk)
+    return False
+
+
+async def _prefixed(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    async for chunk in rest:
+        yield chunk
+
+
+def _verify(digest: Digest, hexdigest: str) -> None:
+    if hexdigest != digest.hex:
+        raise RegistryError(
+            errors.DIGEST_INVALID,
+            f"upload has digest {digest.algorithm}:{hexdigest}, not {digest}",
+            detail={"digest": str(digest)},
+        )
+
+
+def _stored(driver: Driver, digest: Digest, data: bytes) -> Callable[[bool], Awaitable[None]]:
+    """Placing verified bytes held in memory: one atomic put, unless already there."""
+
+    async def place(present: bool) -> None:
+        if not present:
+            await driver.put(layout.blob_data(digest), data)
+
+    return place
+
+
 class UploadStore:
     def __init__(self, driver: Driver, blobs: BlobStore, claims: Claims, changes: Changes) -> None:
         self._driver = driver
@@ -138,13 +207,14 @@ class UploadStore:
         self._hashers = _Hashers()
         self._marked: set[str] = set()  # repositories whose uploading marker is written
 
-    async def create(self, name: str) -> UploadState:
+    async def create(self, name: str, inline: bool = True) -> UploadState:
+        """A new session; ``inline=False``: one whose bytes go to a data file at once."""
         # The marker lets the garbage collector find sessions of repositories that
         # never got a blob (and so are not in the catalog).
         if name not in self._marked:
             await self._driver.put(layout.uploading_marker(name), b"")
             self._marked.add(name)
-        state = UploadState(uuid.uuid4().hex, time.time())
+        state = UploadState(uuid.uuid4().hex, time.time(), inline=b"" if inline else None)
         await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         return state
 
@@ -152,14 +222,14 @@ class UploadStore:
         if not UPLOAD_ID_RE.match(upload_id):
             raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id[:100]})
         try:
-            raw = json.loads(await self._driver.get(layout.upload_state(name, upload_id)))
+            raw = await self._driver.get(layout.upload_state(name, upload_id))
         except PathNotFoundError:
             raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"uuid": upload_id}) from None
-        return UploadState(
-            upload_id, float(raw["started_at"]), int(raw["offset"]), raw.get("sha256")
-        )
+        return UploadState.load(upload_id, raw)
 
     async def size(self, name: str, state: UploadState) -> int:
+        if state.inline is not None:
+            return len(state.inline)
         # Ask a writer: the bytes of an open (closed, uncommitted) driver file need not
         # be visible to stat -- on S3 they are an unfinished multipart upload.
         writer = await self._driver.writer(layout.upload_data(name, state.upload_id), append=True)
@@ -177,7 +247,21 @@ class UploadStore:
     ) -> int:
         """Append a chunk; ``start`` (from Content-Range) must be the current size, or
         UploadOffsetError."""
-        writer = await self._driver.writer(layout.upload_data(name, state.upload_id), append=True)
+        if state.inline is not None:
+            return await self._append_inline(name, state, stream, start)
+        return await self._append_file(name, state, stream, start)
+
+    async def _append_file(
+        self,
+        name: str,
+        state: UploadState,
+        stream: AsyncIterator[bytes],
+        start: int | None = None,
+        fresh: bool = False,
+    ) -> int:
+        """Append to the session's data file; ``fresh``: start it anew."""
+        data = layout.upload_data(name, state.upload_id)
+        writer = await self._driver.writer(data, append=not fresh)
         try:
             size = writer.size
             if start is not None and start != size:
@@ -201,9 +285,58 @@ class UploadStore:
             raise
         return state.offset
 
+    async def _append_inline(
+        self, name: str, state: UploadState, stream: AsyncIterator[bytes], start: int | None
+    ) -> int:
+        held = state.inline or b""
+        if start is not None and start != len(held):
+            raise UploadOffsetError(state.upload_id, start, len(held))
+        chunks = aiter(stream)
+        parts = [held]
+        try:
+            ended = await _gather(chunks, INLINE_MAX, parts)
+        except BaseException:
+            # Keep what arrived, as a data file would: the session's Range then tells
+            # the client where to resume.
+            if len(parts) > 1:
+                await self._save_inline(name, state, b"".join(parts))
+            raise
+        if ended:
+            await self._save_inline(name, state, b"".join(parts))
+            return state.offset
+        # Too much to hold: from now on the bytes are in a data file, begun afresh (one
+        # a crashed request left is never continued); the state says so when written.
+        state.inline = None
+        return await self._append_file(name, state, _prefixed(parts, chunks), fresh=True)
+
+    async def _save_inline(self, name: str, state: UploadState, data: bytes) -> None:
+        state.inline, state.offset = data, len(data)
+        state.sha256 = hashlib.sha256(data).hexdigest()
+        await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
+
+    async def push(self, name: str, digest: Digest, stream: AsyncIterator[bytes]) -> BlobInfo:
+        """A whole blob in one request (POST ?digest=). One that fits in INLINE_MAX is
+        verified in memory and stored at its address, with no session; a larger one
+        goes through a session that does not outlive the request."""
+        chunks = aiter(stream)
+        parts: list[bytes] = []
+        if await _gather(chunks, INLINE_MAX, parts):
+            data = b"".join(parts)
+            _verify(digest, hashlib.new(digest.algorithm, data).hexdigest())
+            return await self._place(name, digest, len(data), _stored(self._driver, digest, data))
+        state = await self.create(name, inline=False)
+        try:
+            await self._append_file(name, state, _prefixed(parts, chunks), fresh=True)
+            return await self.commit(name, state, digest)
+        except BaseException:
+            await self.cancel(name, state.upload_id)
+            raise
+
     async def commit(self, name: str, state: UploadState, digest: Digest) -> BlobInfo:
         """Verify the whole upload against ``digest`` and make it visible in ``name``.
         Raises BlobBusyError when the collector keeps deleting the digest: retry later."""
+        if state.inline is not None:
+            return await self._commit_inline(name, state, state.inline, digest)
         data = layout.upload_data(name, state.upload_id)
         # Committing makes the bytes a readable file (S3: completes the multipart upload;
         # an upload that never received a byte becomes an empty file).
@@ -221,31 +354,59 @@ class UploadStore:
                 hexdigest = hashlib.sha256().hexdigest()
         if hexdigest is None:
             hexdigest = await self.blobs.compute_digest(data, digest.algorithm)
-        if hexdigest != digest.hex:
+        try:
+            _verify(digest, hexdigest)
+        except RegistryError:
             await self.cancel(name, state.upload_id)
-            raise RegistryError(
-                errors.DIGEST_INVALID,
-                f"upload has digest {digest.algorithm}:{hexdigest}, not {digest}",
-                detail={"digest": str(digest)},
-            )
-        # Claimed before the data and link are placed (the garbage collector then spares
-        # the blob or has finished with it), and again if placing them outlasted the
-        # reference budget: a 201 means a recent claim, which the collector honours for
-        # its grace period.
+            raise
+
+        async def place(present: bool) -> None:
+            if present:
+                await self._driver.delete(data)
+            else:
+                await self._driver.move(data, layout.blob_data(digest))
+
+        return await self._place(name, digest, size, place, state.upload_id)
+
+    async def _commit_inline(
+        self, name: str, state: UploadState, held: bytes, digest: Digest
+    ) -> BlobInfo:
+        try:
+            _verify(digest, hashlib.new(digest.algorithm, held).hexdigest())
+        except RegistryError:
+            await self.cancel(name, state.upload_id)
+            raise
+        place = _stored(self._driver, digest, held)
+        return await self._place(name, digest, len(held), place, state.upload_id)
+
+    async def _place(
+        self,
+        name: str,
+        digest: Digest,
+        size: int,
+        place: Callable[[bool], Awaitable[None]],
+        session: str | None = None,
+    ) -> BlobInfo:
+        """Store verified data at its address (``place(present)``, told whether it is
+        there already), link it into ``name`` and end the ``session``.
+
+        Claimed before the data and link are placed (the garbage collector then spares
+        the blob or has finished with it), and again if placing them outlasted the
+        reference budget: a 201 means a recent claim, which the collector honours for
+        its grace period."""
         claimed_at = self.claims.start()
         present = digest in await self.claims.claim([digest])
         try:
             await self._changes.before(BlobPushed(name, digest, size))
         except BaseException:
-            await self.cancel(name, state.upload_id)
+            if session is not None:
+                await self.cancel(name, session)
             raise
-        if present:
-            await self._driver.delete(data)
-        else:
-            await self._driver.move(data, layout.blob_data(digest))
+        await place(present)
         await self.blobs.link(name, digest)
-        await self._driver.delete(layout.upload_dir(name, state.upload_id))
-        self._hashers.drop(state.upload_id)
+        if session is not None:
+            await self._driver.delete(layout.upload_dir(name, session))
+            self._hashers.drop(session)
         try:
             confirmed = await self.claims.confirm(digest, claimed_at)
         except BlobBusyError:

@@ -18,10 +18,11 @@ from tests.server import RegistryServer
 def gc_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
-    """One server per module and backend, background collection off."""
-    return start_server(
-        request, tmp_path_factory.mktemp("gc"), request.param, config={"gc": {"enabled": False}}
-    )
+    """One server per module and backend, background collection off, and no read
+    cache: the tests see what a `registry gc` process deleted through this server at
+    once (the cache's lag behind another process is tests/s3/test_staleness.py's)."""
+    config = {"gc": {"enabled": False}, "storage": {"cache": {"ttl": 0}}}
+    return start_server(request, tmp_path_factory.mktemp("gc"), request.param, config=config)
 
 
 @pytest.fixture
