@@ -9,7 +9,8 @@ ClientHello on a plain-HTTP port (podman and skopeo try HTTPS first) and says wh
 means once, instead of uvicorn's "Invalid HTTP request received." on every call.
 
 The request body path is untouched: ``on_body`` and the flow control are uvicorn's, and
-``registry.app`` raises their high-water mark for fast pushes.
+``registry.app`` raises their high-water mark for fast pushes. On plain HTTP the protocol
+offers ASGI's zero-copy send, which blob pulls use (registry/zerocopy.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Any, cast
 import httptools
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from registry.config import Config
 from registry.request_log import uvicorn_log_config
+from registry.zerocopy import ZERO_COPY, ZeroCopyCycle
 
 log = logging.getLogger("registry.http")
 
@@ -114,6 +116,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
+        if isinstance(self.cycle, ZeroCopyCycle):
+            self.cycle.connection_lost()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -167,6 +171,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self.scheme == "http":
+            self.scope["extensions"] = {ZERO_COPY: {}}
         self._in_head = True
         self._heads += 1
         self._head_size = 0
@@ -194,6 +200,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._reading_body = True  # until on_message_complete, which may follow at once
         super().on_headers_complete()
+        if self.scheme == "http" and type(self.cycle) is RequestResponseCycle:
+            # uvicorn builds its cycle by name; ours adds the zero-copy send (the same
+            # object, so the task already made for it calls the new methods).
+            self.cycle.__class__ = ZeroCopyCycle
 
     def on_message_complete(self) -> None:
         self._reading_body = False

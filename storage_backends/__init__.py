@@ -6,6 +6,7 @@ from storage_backends.base import (
     FileWriter,
     InvalidOffsetError,
     InvalidPathError,
+    LocalFiles,
     PathNotFoundError,
     StorageError,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "FileWriter",
     "InvalidOffsetError",
     "InvalidPathError",
+    "LocalFiles",
     "Observer",
     "PathNotFoundError",
     "StorageError",

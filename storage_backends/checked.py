@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from storage_backends.base import (
     Driver,
@@ -24,6 +24,7 @@ from storage_backends.base import (
     FileWriter,
     InvalidOffsetError,
     InvalidPathError,
+    LocalFiles,
     PathNotFoundError,
 )
 
@@ -197,9 +198,22 @@ class CheckedDriver:
         call = self.inner.delete_many(check_paths(paths))
         return call if self._timer is None else self._timer.time("delete_many", call)
 
+    def open_file(self, path: str) -> Coroutine[Any, Any, BinaryIO | None]:
+        """The inner driver's ``open_file`` (storage_backends.base.LocalFiles); None when
+        it has none."""
+        check_path(path)
+        if not isinstance(self.inner, LocalFiles):
+            return _nothing()
+        call = self.inner.open_file(path)
+        return call if self._timer is None else self._timer.time("open_file", call)
+
     def url_for(self, path: str, expires_in: int = 1200) -> Coroutine[Any, Any, str | None]:
         call = self.inner.url_for(check_path(path), expires_in)
         return call if self._timer is None else self._timer.time("url_for", call)
 
     def close(self) -> Coroutine[Any, Any, None]:
         return self.inner.close()
+
+
+async def _nothing() -> None:
+    return None

@@ -17,7 +17,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiofiles
 
@@ -127,6 +127,12 @@ class FilesystemDriver:
                 with contextlib.suppress(Exception):
                     await pending
             await fh.close()
+
+    async def open_file(self, path: str) -> BinaryIO:
+        try:
+            return open(self._full_str(path), "rb", buffering=0)  # noqa: ASYNC230
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise PathNotFoundError(path) from None
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
         full = self._full(path)

@@ -8,6 +8,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from registry.reference import parse_digest, parse_range
 from registry.routes.params import check_delete_enabled, repository, store_of
+from registry.zerocopy import FileSendResponse, offers_zero_copy
 
 router = APIRouter()
 
@@ -37,6 +38,12 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    if offers_zero_copy(request.scope):
+        file = await store.blobs.open_file(d)
+        if file is not None:
+            return FileSendResponse(
+                file, start, length, status, headers, media_type="application/octet-stream"
+            )
     return StreamingResponse(
         store.blobs.read(d, start, length),
         status_code=status,

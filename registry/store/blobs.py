@@ -12,6 +12,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from registry import errors
 from registry.errors import RegistryError
@@ -20,7 +21,7 @@ from registry.store import layout
 from registry.store.catalog import Catalog
 from registry.store.changes import BlobMounted, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
-from storage_backends import Driver, PathNotFoundError
+from storage_backends import Driver, LocalFiles, PathNotFoundError
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,17 @@ class BlobStore:
         self, digest: Digest, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         return self._driver.read(layout.blob_data(digest), offset, length)
+
+    async def open_file(self, digest: Digest) -> BinaryIO | None:
+        """The blob's data as an open local file (the caller closes it), when the storage
+        keeps blobs as local files: the server then sends it with sendfile. None when it
+        does not; BLOB_UNKNOWN when the blob is gone (a collector ran since ``stat``)."""
+        if not isinstance(self._driver, LocalFiles):
+            return None
+        try:
+            return await self._driver.open_file(layout.blob_data(digest))
+        except PathNotFoundError:
+            raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
 
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where a GET of the blob should be redirected to fetch it from the storage
