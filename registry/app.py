@@ -130,18 +130,8 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     return app
 
 
-# uvicorn pauses reading a request body whenever 64 KiB wait unread, so a 1 GiB push
-# costs some 16,000 pause/resume round trips through the event loop. Blob bodies are
-# consumed in 4 MiB blocks (store/uploads.py), so let that much wait in the socket
-# buffer; memory per upload stays bounded (about 3 blocks).
-BODY_HIGH_WATER = 4 * 1024 * 1024
-
-
 def app_from_environment() -> FastAPI:
     """The uvicorn factory used by ``registry serve``: config file and REGISTRY_* env."""
     import os
 
-    import uvicorn.protocols.http.httptools_impl as httptools_impl
-
-    httptools_impl.HIGH_WATER_LIMIT = BODY_HIGH_WATER  # type: ignore[attr-defined]
     return create_app(load_config(os.environ.get("REGISTRY_CONFIG_FILE") or None))

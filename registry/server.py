@@ -8,9 +8,12 @@ bytes held by the HTTP parser are bounded only there. The subclass also recognis
 ClientHello on a plain-HTTP port (podman and skopeo try HTTPS first) and says what it
 means once, instead of uvicorn's "Invalid HTTP request received." on every call.
 
-The request body path is untouched: ``on_body`` and the flow control are uvicorn's, and
-``registry.app`` raises their high-water mark for fast pushes. On plain HTTP the protocol
-offers ASGI's zero-copy send, which blob pulls use (registry/zerocopy.py).
+Request bodies: uvicorn appends every piece the socket delivers to one buffer and copies
+it out whole at each ``receive``, two copies of every byte pushed. Here the pieces wait in
+a queue and ``receive`` hands them out one by one as they came, with reading paused while
+``BODY_HIGH_WATER`` bytes wait (back-pressure on the client; memory per upload bounded).
+On plain HTTP the protocol also offers ASGI's zero-copy send, which blob pulls use
+(registry/zerocopy.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import functools
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,6 +41,10 @@ log = logging.getLogger("registry.http")
 # How long a refused connection may keep sending before it is closed: closing at once
 # with unread bytes would reset it, and the client would never read the refusal.
 LINGER_SECONDS = 2.0
+# Request body bytes received and not yet taken by the application before reading pauses;
+# it resumes below half of it. Blob pushes gather about as much before a write and hash
+# step (store/uploads.py), so this lets the next step's bytes arrive meanwhile.
+BODY_HIGH_WATER = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,57 @@ class _TimedFlowControl(FlowControl):
         super().resume_reading()
 
 
+class RegistryCycle(ZeroCopyCycle):
+    """uvicorn's request/response cycle with the zero-copy send, and a request body kept
+    as the pieces it arrived in."""
+
+    pieces: deque[bytes]
+    queued: int  # bytes in pieces
+    body_given: bool  # the body's last message was returned: receive waits for the end
+
+    @classmethod
+    def adopt(cls, cycle: RequestResponseCycle) -> RegistryCycle:
+        # uvicorn builds its cycle by name in on_headers_complete; this makes it one of
+        # ours (the same object, so the task already made for it calls our methods).
+        cycle.__class__ = cls
+        adopted = cast(RegistryCycle, cycle)
+        adopted.pieces = deque()
+        adopted.queued = 0
+        adopted.body_given = False
+        return adopted
+
+    def add_piece(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.queued += len(piece)
+        if self.queued > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        self.message_event.set()
+
+    async def receive(self) -> Any:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        # As uvicorn: wait for a piece or the end of the body; once the body is given,
+        # wait for the end of the response or of the connection.
+        while not (self.disconnected or self.response_complete) and (
+            self.body_given or not (self.pieces or not self.more_body)
+        ):
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body = b""
+        if self.pieces:
+            body = self.pieces.popleft()
+            self.queued -= len(body)
+            if self.queued <= BODY_HIGH_WATER // 2:
+                self.flow.resume_reading()
+        more = self.more_body or bool(self.pieces)
+        self.body_given = not more
+        return {"type": "http.request", "body": body, "more_body": more}
+
+
 class RegistryHttpProtocol(HttpToolsProtocol):
     tls_probe_seen = False  # per process: the first TLS probe is explained at INFO
 
@@ -116,7 +175,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
-        if isinstance(self.cycle, ZeroCopyCycle):
+        if isinstance(self.cycle, RegistryCycle):
             self.cycle.connection_lost()
 
     def data_received(self, data: bytes) -> None:
@@ -200,10 +259,14 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._reading_body = True  # until on_message_complete, which may follow at once
         super().on_headers_complete()
-        if self.scheme == "http" and type(self.cycle) is RequestResponseCycle:
-            # uvicorn builds its cycle by name; ours adds the zero-copy send (the same
-            # object, so the task already made for it calls the new methods).
-            self.cycle.__class__ = ZeroCopyCycle
+        if type(self.cycle) is RequestResponseCycle:
+            RegistryCycle.adopt(self.cycle)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cast(RegistryCycle, cycle).add_piece(body)
 
     def on_message_complete(self) -> None:
         self._reading_body = False

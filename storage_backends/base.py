@@ -72,6 +72,14 @@ class FileWriter(Protocol):
 
 
 @runtime_checkable
+class GatheringWriter(Protocol):
+    """A writer that takes several pieces in one call (the filesystem's writev): a push
+    hands over what it gathered without joining it first. Optional."""
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None: ...
+
+
+@runtime_checkable
 class Driver(Protocol):
     name: str
 

@@ -22,6 +22,7 @@ from storage_backends.base import (
     Driver,
     FileInfo,
     FileWriter,
+    GatheringWriter,
     InvalidOffsetError,
     InvalidPathError,
     LocalFiles,
@@ -99,6 +100,12 @@ class TimedWriter:
 
     def write(self, data: bytes) -> Coroutine[Any, Any, None]:
         return self._timer.time("write", self._inner.write(data))
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> Coroutine[Any, Any, None]:
+        inner = self._inner
+        if isinstance(inner, GatheringWriter):
+            return self._timer.time("write", inner.write_pieces(pieces))
+        return self.write(b"".join(pieces))
 
     def commit(self) -> Coroutine[Any, Any, None]:
         return self._timer.time("commit", self._inner.commit())

@@ -36,10 +36,10 @@ from registry.store import layout
 from registry.store.blobs import BlobInfo, BlobStore
 from registry.store.changes import BlobPushed, Changes
 from registry.store.claims import BlobBusyError, Claims
-from storage_backends import Driver, FileWriter, PathNotFoundError
+from storage_backends import Driver, FileWriter, GatheringWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-BLOCK = 4 * 1024 * 1024  # bytes gathered before one write+hash step
+BLOCK = 2 * 1024 * 1024  # bytes gathered before one write+hash step
 _CACHE_SIZE = 256
 
 
@@ -88,23 +88,56 @@ class _Hashers:
         self._items.pop(upload_id, None)
 
 
-async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any | None) -> int:
+class _RunningHash:
+    """An upload's hasher, counting what it took: the hasher is kept for the session's
+    next chunk only when it took exactly the bytes the file gained (a failed or cut-off
+    write must not leave a hash of bytes the file lacks, which could verify content
+    that is not stored)."""
+
+    def __init__(self, hasher: Any) -> None:
+        self.hasher = hasher
+        self.hashed = 0
+        self.last: asyncio.Future[None] | None = None  # the latest update (in a thread)
+
+    def update(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.hasher.update(piece)
+            self.hashed += len(piece)
+
+    @property
+    def settled(self) -> bool:
+        return self.last is None or self.last.done()
+
+
+async def _write_pieces(writer: FileWriter, pieces: list[bytes]) -> None:
+    if isinstance(writer, GatheringWriter):
+        await writer.write_pieces(pieces)  # one writev: no join
+    else:
+        block = pieces[0] if len(pieces) == 1 else await asyncio.to_thread(b"".join, pieces)
+        await writer.write(block)
+
+
+async def _ingest(
+    stream: AsyncIterator[bytes], writer: FileWriter, hasher: _RunningHash | None
+) -> int:
     """Copy ``stream`` to ``writer`` in BLOCK-sized steps, hashing as the bytes pass.
 
-    The event loop only collects the received pieces: joining them into a block, and the
-    write and the hash of that block, run in threads (all release the GIL) while the
-    loop receives the next block. Memory stays at about two blocks."""
+    The event loop only collects the pieces the server received; the write of a block
+    and its hash run in two threads (both release the GIL) while the loop collects the
+    next block. Memory per upload: about two blocks, and what the server lets wait
+    unread (registry/server.py, BODY_HIGH_WATER)."""
+    loop = asyncio.get_running_loop()
     received = 0
     parts: list[bytes] = []
     gathered = 0
     pending: asyncio.Future[Any] | None = None
 
     async def step(pieces: list[bytes]) -> None:
-        block = pieces[0] if len(pieces) == 1 else await asyncio.to_thread(b"".join, pieces)
         if hasher is None:
-            await writer.write(block)
+            await _write_pieces(writer, pieces)
         else:
-            await asyncio.gather(writer.write(block), asyncio.to_thread(hasher.update, block))
+            hasher.last = loop.run_in_executor(None, hasher.update, pieces)
+            await asyncio.gather(_write_pieces(writer, pieces), hasher.last)
 
     try:
         async for chunk in stream:
@@ -185,15 +218,18 @@ class UploadStore:
             hasher = self._hashers.take(state.upload_id, size)
             if hasher is None and size == 0:
                 hasher = hashlib.sha256()
+            running = None if hasher is None else _RunningHash(hasher)
             try:
-                await _ingest(stream, writer, hasher)
+                await _ingest(stream, writer, running)
             finally:
                 await writer.close()
                 state.offset = writer.size
-                if hasher is not None:
-                    self._hashers.keep(state.upload_id, state.offset, hasher)
-                    state.sha256 = hasher.copy().hexdigest()
+                gained = state.offset - size
+                if running is not None and running.settled and running.hashed == gained:
+                    self._hashers.keep(state.upload_id, state.offset, running.hasher)
+                    state.sha256 = running.hasher.copy().hexdigest()
                 else:
+                    self._hashers.drop(state.upload_id)
                     state.sha256 = None
                 await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         except BaseException:
@@ -291,4 +327,3 @@ class UploadStore:
         for upload_id in expired:
             await self.cancel(name, upload_id)
         return len(expired)
-
