@@ -30,6 +30,11 @@ READ_CHUNK = 1 << 20
 # delete_many unlinks up to this many files on the event loop, like other small
 # operations; more would hold the loop for milliseconds, so they go to a thread.
 INLINE_UNLINKS = 64
+# A put of at most this many bytes that the file holds already only refreshes its
+# modification time (what a rewrite would do for readers, who see the same bytes): no
+# temporary file, and no replacing rename, which on ext4 flushes the new file
+# (auto_da_alloc) -- milliseconds on a busy disk, for a link rewritten with its digest.
+SAME_CONTENT_MAX = 4096
 # Unlinking a file frees its pages: above this size, in a thread, not on the loop.
 INLINE_UNLINK_SIZE = 1 << 20
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
@@ -45,6 +50,18 @@ def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
             views.pop(0)
         if written:
             views[0] = views[0][written:]
+
+
+def _refresh_if_same(path: str, data: bytes) -> bool:
+    """If the file at ``path`` holds exactly ``data``, touch it and say so."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if f.read(len(data) + 1) != data:
+                return False
+        os.utime(path)
+    except OSError:  # missing (perhaps deleted meanwhile), a folder: write it
+        return False
+    return True
 
 
 class FilesystemWriter:
@@ -95,6 +112,7 @@ class FilesystemDriver:
         self.root = Path(root).resolve()
         self._prefix = f"{self.root}{os.sep}"
         self._tmp = self.root / ".tmp"
+        self._tmp_prefix = f"{self._tmp}{os.sep}"
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def _full(self, path: str) -> Path:
@@ -106,20 +124,31 @@ class FilesystemDriver:
 
     async def get(self, path: str) -> bytes:
         try:
-            with open(self._full_str(path), "rb") as f:  # noqa: ASYNC230 -- see module doc
-                return f.read()
+            # Unbuffered: a buffered file asks whether it is a terminal, then seeks.
+            with open(self._full_str(path), "rb", buffering=0) as f:  # noqa: ASYNC230
+                return f.readall()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFoundError(path) from None
 
     async def put(self, path: str, data: bytes) -> None:
-        full = self._full(path)
-        tmp = self._tmp / uuid.uuid4().hex
-        tmp.write_bytes(data)
+        full = self._prefix + path
+        if len(data) <= SAME_CONTENT_MAX and _refresh_if_same(full, data):
+            return
+        tmp = f"{self._tmp_prefix}{os.urandom(16).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            full.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, full)
+            _write_all(fd, (data,))
+        finally:
+            os.close(fd)
+        try:
+            try:
+                os.replace(tmp, full)
+            except FileNotFoundError:  # the first file of its folder
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                os.replace(tmp, full)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
     async def read(
@@ -161,12 +190,15 @@ class FilesystemDriver:
             raise PathNotFoundError(path) from None
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
-        full = self._full(path)
-        full.parent.mkdir(parents=True, exist_ok=True)
+        full = self._prefix + path
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        fd = os.open(full, flags, 0o666)
+        try:
+            fd = os.open(full, flags, 0o666)
+        except FileNotFoundError:  # the first file of its folder
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            fd = os.open(full, flags, 0o666)
         size = os.fstat(fd).st_size if append else 0
-        return FilesystemWriter(fd, full, size)
+        return FilesystemWriter(fd, Path(full), size)
 
     async def stat(self, path: str) -> FileInfo:
         try:
@@ -197,9 +229,14 @@ class FilesystemDriver:
 
     async def move(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
-        d.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(s, d)
+            try:
+                os.replace(s, d)
+            except FileNotFoundError:
+                if not s.exists():
+                    raise
+                d.parent.mkdir(parents=True, exist_ok=True)  # the first file of its folder
+                os.replace(s, d)
         except (FileNotFoundError, NotADirectoryError):
             if not s.exists():
                 raise PathNotFoundError(src) from None

@@ -1,24 +1,29 @@
 """Upload sessions, kept in storage so any worker process or replica can continue them.
 
-A session is ``_uploads/<id>/data`` (the bytes so far, an appendable driver file) and
-``_uploads/<id>/state`` (JSON: when it started, and the SHA-256 of the bytes so far
-with the offset it is valid for).
+A session is ``_uploads/<id>/data`` (the bytes so far, an appendable driver file),
+``_uploads/<id>/state`` (JSON: when it started; written once) and, after every request
+that added bytes, ``_uploads/<id>/sha256-<offset>``: the SHA-256 of the first <offset>
+bytes, or nothing when it is not known. Progress goes to a new file each time rather
+than rewriting the state: replacing a file that exists costs a flush of the new one on
+ext4 (auto_da_alloc), milliseconds on a busy disk, on every PATCH. The newest of these
+files says when the session was last active (expiry).
 
 The running digest: hashlib cannot serialise a hash's internal state, so
 
 * while a session's chunks keep arriving at one process, that process keeps the live
   hasher in a small LRU cache and continues it;
-* after every request the hex digest of the bytes so far is written to the state, so
-  the common ``PATCH`` (whole body) then ``PUT ?digest=`` (empty) finishes on any
-  worker without reading the data again;
+* after every request the hex digest of the bytes so far is written, so the common
+  ``PATCH`` (whole body) then ``PUT ?digest=`` (empty) finishes on any worker without
+  reading the data again;
 * when a chunk lands on a process without the live hasher, it is appended unhashed and
-  the state forgets the digest; the final ``PUT`` then re-hashes the stored data once.
+  its progress file is empty; the final ``PUT`` then re-hashes the stored data once.
   Data is hashed at most twice, and only in that case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -57,8 +62,10 @@ class UploadOffsetError(Exception):
 class UploadState:
     upload_id: str
     started_at: float
+    # The digest of data[:offset] as sessions of earlier versions kept it in the state
+    # (read for sessions begun before an upgrade; new progress is in sha256-<offset>).
     offset: int = 0
-    sha256: str | None = None  # hex digest of data[:offset], when known
+    sha256: str | None = None
 
     def dump(self) -> bytes:
         return json.dumps(
@@ -223,19 +230,20 @@ class UploadStore:
                 await _ingest(stream, writer, running)
             finally:
                 await writer.close()
-                state.offset = writer.size
-                gained = state.offset - size
+                gained = writer.size - size
+                hexdigest = ""
                 if running is not None and running.settled and running.hashed == gained:
-                    self._hashers.keep(state.upload_id, state.offset, running.hasher)
-                    state.sha256 = running.hasher.copy().hexdigest()
+                    self._hashers.keep(state.upload_id, writer.size, running.hasher)
+                    hexdigest = running.hasher.copy().hexdigest()
                 else:
                     self._hashers.drop(state.upload_id)
-                    state.sha256 = None
-                await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
+                if gained:
+                    progress = layout.upload_progress(name, state.upload_id, writer.size)
+                    await self._driver.put(progress, hexdigest.encode())
         except BaseException:
             await writer.close()
             raise
-        return state.offset
+        return writer.size
 
     async def commit(self, name: str, state: UploadState, digest: Digest) -> BlobInfo:
         """Verify the whole upload against ``digest`` and make it visible in ``name``.
@@ -251,10 +259,12 @@ class UploadStore:
             hasher = self._hashers.take(state.upload_id, size)
             if hasher is not None:
                 hexdigest = hasher.hexdigest()
-            elif state.offset == size and state.sha256 is not None:
-                hexdigest = state.sha256
             elif size == 0:
                 hexdigest = hashlib.sha256().hexdigest()
+            elif state.offset == size and state.sha256 is not None:
+                hexdigest = state.sha256
+            else:
+                hexdigest = await self._progress(name, state.upload_id, size)
         if hexdigest is None:
             hexdigest = await self.blobs.compute_digest(data, digest.algorithm)
         if hexdigest != digest.hex:
@@ -293,6 +303,14 @@ class UploadStore:
             )
         return BlobInfo(digest, size)
 
+    async def _progress(self, name: str, upload_id: str, offset: int) -> str | None:
+        """The hex SHA-256 of the session's first ``offset`` bytes, if a request wrote it."""
+        try:
+            raw = await self._driver.get(layout.upload_progress(name, upload_id, offset))
+        except PathNotFoundError:
+            return None
+        return raw.decode() if re.fullmatch(rb"[0-9a-f]{64}", raw) else None
+
     async def cancel(self, name: str, upload_id: str) -> None:
         self._hashers.drop(upload_id)
         await self._driver.delete(layout.upload_dir(name, upload_id))
@@ -308,17 +326,29 @@ class UploadStore:
         return [n for n in names if is_valid_name(n)]
 
     async def expired_ids(self, name: str, older_than: float) -> list[str]:
-        """The sessions of ``name`` not touched since ``older_than`` (storage time)."""
+        """The sessions of ``name`` not touched since ``older_than`` (storage time): their
+        state and their newest progress file are older."""
         expired = []
         for upload_id in await self.list_ids(name):
-            try:
-                info = await self._driver.stat(layout.upload_state(name, upload_id))
-                modified = info.modified
-            except PathNotFoundError:
-                modified = 0.0
-            if modified < older_than:
+            if await self._last_active(name, upload_id) < older_than:
                 expired.append(upload_id)
         return expired
+
+    async def _last_active(self, name: str, upload_id: str) -> float:
+        try:
+            active = (await self._driver.stat(layout.upload_state(name, upload_id))).modified
+        except PathNotFoundError:
+            active = 0.0
+        offsets = [
+            int(f[len(layout.UPLOAD_PROGRESS) :])
+            for f in await self._driver.list(layout.upload_dir(name, upload_id))
+            if f.startswith(layout.UPLOAD_PROGRESS) and f[len(layout.UPLOAD_PROGRESS) :].isdigit()
+        ]
+        if offsets:
+            newest = layout.upload_progress(name, upload_id, max(offsets))
+            with contextlib.suppress(PathNotFoundError):
+                active = max(active, (await self._driver.stat(newest)).modified)
+        return active
 
     async def purge_expired(self, name: str, older_than: float) -> int:
         """Remove the sessions of ``name`` not touched since ``older_than``; returns how many.

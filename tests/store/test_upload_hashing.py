@@ -85,7 +85,7 @@ def driver(request: pytest.FixtureRequest, tmp_path: Any) -> FailingWrites:
 async def test_a_chunk_whose_write_failed_is_not_in_the_running_hash(
     driver: FailingWrites,
 ) -> None:
-    store = RegistryStore(CheckedDriver(driver))  # type: ignore[arg-type]
+    store = RegistryStore(CheckedDriver(driver))
     a, b, c = b"a" * 3_000_000, b"b" * 3_000_000, b"c" * 1_000
     state = await store.uploads.create(REPO)
     await store.uploads.append(REPO, state, body(a))
@@ -104,7 +104,7 @@ async def test_a_chunk_whose_write_failed_is_not_in_the_running_hash(
 
 
 async def test_the_stored_bytes_verify_after_a_failed_chunk(driver: FailingWrites) -> None:
-    store = RegistryStore(CheckedDriver(driver))  # type: ignore[arg-type]
+    store = RegistryStore(CheckedDriver(driver))
     a, b = b"a" * 3_000_000, b"b" * 2_500_000
     state = await store.uploads.create(REPO)
     await store.uploads.append(REPO, state, body(a))
@@ -119,3 +119,45 @@ async def test_the_stored_bytes_verify_after_a_failed_chunk(driver: FailingWrite
     assert info.size == len(a + b)
     assert b"".join([chunk async for chunk in store.blobs.read(digest)]) == a + b
     await store.close()
+
+
+async def test_a_session_is_active_while_its_chunks_keep_coming() -> None:
+    """Progress goes to a new file per request (never rewriting the state): the newest
+    of them says when the session was last touched."""
+    now = [0.0]
+    hour = 3600.0
+    store = RegistryStore(CheckedDriver(MemoryDriver(clock=lambda: now[0])))
+    busy = await store.uploads.create(REPO)
+    idle = await store.uploads.create(REPO)
+    for t in (10, 20, 30):
+        now[0] = t * hour
+        await store.uploads.append(REPO, busy, body(b"x" * 1000))
+    assert await store.uploads.expired_ids(REPO, older_than=6 * hour) == [idle.upload_id]
+    assert sorted(await store.uploads.expired_ids(REPO, older_than=31 * hour)) == sorted(
+        [busy.upload_id, idle.upload_id]
+    )
+    await store.close()
+
+
+async def test_the_digest_written_after_a_chunk_finishes_the_upload_elsewhere() -> None:
+    """A PATCH on one process, the PUT on another (no live hasher): the digest written
+    after the PATCH verifies the upload without reading the data again."""
+    shared = MemoryDriver()
+    first, second = RegistryStore(CheckedDriver(shared)), RegistryStore(CheckedDriver(shared))
+    data = b"y" * 5_000_000
+    state = await first.uploads.create(REPO)
+    await first.uploads.append(REPO, state, body(data))
+    reads: list[str] = []
+    original = shared.read
+
+    def counting_read(path: str, offset: int = 0, length: int | None = None) -> Any:
+        reads.append(path)
+        return original(path, offset, length)
+
+    shared.read = counting_read  # type: ignore[method-assign]
+    digest = parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+    again = await second.uploads.get(REPO, state.upload_id)
+    assert (await second.uploads.commit(REPO, again, digest)).size == len(data)
+    assert reads == []
+    await first.close()
+    await second.close()
