@@ -21,11 +21,21 @@ from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.request_log import RequestLogMiddleware, setup_logging
 from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
+from registry.routes.plain import add_routes
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
 from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
+
+
+async def before_endpoint(request: Request) -> None:
+    """What runs before every endpoint, in this order. Authorization first: an anonymous
+    write learns nothing about read-only mode. Then the request's context, which the
+    store's change listeners read."""
+    await authorize_request(request)
+    await refuse_writes_when_readonly(request)
+    await bind_request_context(request)
 
 
 def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
@@ -56,13 +66,9 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        # Authorization first: an anonymous write learns nothing about read-only mode.
-        # Then the request's context, which the store's change listeners read.
-        dependencies=[
-            Depends(authorize_request),
-            Depends(refuse_writes_when_readonly),
-            Depends(bind_request_context),
-        ],
+        # For routes that stay FastAPI routes (registry/routes/plain.py runs it itself).
+        dependencies=[Depends(before_endpoint)],
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.config = config
     app.state.store = store
@@ -76,12 +82,12 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     # Order matters: the catalog before the catch-all name patterns, and upload
     # sessions before blobs/<digest>.
     for module in (base, catalog, uploads, blobs, manifests, tags, referrers, ops):
-        app.include_router(module.router)
+        add_routes(app, module.router, before_endpoint)
     if config.metrics.enabled:
-        app.include_router(ops.metrics_router)
+        add_routes(app, ops.metrics_router, before_endpoint)
     if authorizer is not None and authorizer.token is not None and authorizer.token.issuer:
         app.state.token_service = TokenService(authorizer)
-        app.include_router(token.router)
+        add_routes(app, token.router, before_endpoint)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:

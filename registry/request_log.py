@@ -28,6 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+ZERO_COPY = "http.response.zerocopysend"  # registry/zerocopy.py
 log = logging.getLogger("registry.access")
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -75,6 +76,8 @@ class RequestLogMiddleware:
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 stats.bytes_out += len(message.get("body", b""))
+            elif message["type"] == ZERO_COPY:  # a file the server sends (blob pulls)
+                stats.bytes_out += message.get("count") or 0
             await send(message)
 
         try:

@@ -33,8 +33,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from registry.config import Config
-from registry.request_log import uvicorn_log_config
-from registry.zerocopy import ZERO_COPY, ZeroCopyCycle
+from registry.request_log import ZERO_COPY, uvicorn_log_config
+from registry.zerocopy import ZeroCopyCycle
 
 log = logging.getLogger("registry.http")
 

@@ -23,7 +23,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-ZERO_COPY = "http.response.zerocopysend"
+from registry.request_log import ZERO_COPY
+
 # One sendfile call moves at most this much: what the socket has room for is usually
 # less; the cap only bounds how long one call keeps a thread.
 SENDFILE_MAX = 16 * 1024 * 1024
