@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +108,7 @@ def _request_id(scope: Scope) -> bytes:
     for key, value in scope.get("headers", []):
         if key == REQUEST_ID_HEADER and _SAFE_ID.match(value):
             return bytes(value)
-    return uuid.uuid4().hex.encode()
+    return os.urandom(16).hex().encode()  # what uuid4().hex looks like, at a third of the cost
 
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
