@@ -50,6 +50,9 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 @dataclass(frozen=True, order=True)
 class Digest:
     algorithm: str
@@ -71,7 +74,7 @@ def parse_digest(value: str) -> Digest:
     length = ALGORITHMS.get(algorithm)
     if length is None:
         raise RegistryError(errors.DIGEST_INVALID, f"unsupported digest algorithm: {algorithm!r}")
-    if len(encoded) != length or not all(c in "0123456789abcdef" for c in encoded):
+    if len(encoded) != length or not _HEX.issuperset(encoded):
         raise RegistryError(errors.DIGEST_INVALID, f"invalid {algorithm} digest: {value[:200]!r}")
     return Digest(algorithm, encoded)
 

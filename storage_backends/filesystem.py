@@ -216,11 +216,10 @@ class FilesystemDriver:
         limit: int | None = None,
         recursive: bool = False,
     ) -> list[str]:
-        base = self.root / prefix
         if recursive:
-            return await asyncio.to_thread(_walk_files, base, start_after, limit)
+            return await asyncio.to_thread(_walk_files, self.root / prefix, start_after, limit)
         try:
-            names = sorted(e.name for e in os.scandir(base) if not e.name.startswith("."))
+            names = sorted(n for n in os.listdir(self._prefix + prefix) if n[0] != ".")
         except (FileNotFoundError, NotADirectoryError):
             return []
         if start_after is not None:
