@@ -448,6 +448,11 @@ class Bench:
     small_files: Path
     results: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """The big blobs' size, as the figures name it."""
+        return f"{self.size >> 30} GiB" if self.size % (1 << 30) == 0 else f"{self.size >> 20} MiB"
+
 
 def push_put(server: Server, bench: Bench) -> None:
     """POST, then the whole blob in the body of PUT ?digest= (curl -T)."""
@@ -471,7 +476,9 @@ def push_put(server: Server, bench: Bench) -> None:
         str(url),
     )
     assert out == "201", out
-    bench.results["push 1 GiB, one PUT (MB/s)"] = bench.size / (time.perf_counter() - started) / MB
+    bench.results[f"push {bench.label}, one PUT (MB/s)"] = (
+        bench.size / (time.perf_counter() - started) / MB
+    )
 
 
 def push_chunked(server: Server, bench: Bench) -> None:
@@ -508,7 +515,7 @@ def push_chunked(server: Server, bench: Bench) -> None:
     assert r.status == 201, r.status
     conn.close()
     seconds = time.perf_counter() - started
-    bench.results["push 1 GiB, 10 MiB chunks (MB/s)"] = bench.size / seconds / MB
+    bench.results[f"push {bench.label}, 10 MiB chunks (MB/s)"] = bench.size / seconds / MB
 
 
 def pull(server: Server, bench: Bench) -> None:
@@ -522,7 +529,7 @@ def pull(server: Server, bench: Bench) -> None:
     )
     seconds = time.perf_counter() - started
     assert int(out) == bench.size, out
-    bench.results["pull 1 GiB (MB/s)"] = bench.size / seconds / MB
+    bench.results[f"pull {bench.label} (MB/s)"] = bench.size / seconds / MB
 
 
 def push_4k(server: Server, bench: Bench) -> None:
@@ -605,7 +612,7 @@ def pull_100(server: Server, bench: Bench) -> None:
         connections=100,
         duration=bench.duration,
     )
-    bench.results["100 pulls of 1 GiB, one worker (MB/s)"] = result.mb_per_second
+    bench.results[f"100 pulls of {bench.label}, one worker (MB/s)"] = result.mb_per_second
 
 
 def slow_client(server: Server, bench: Bench) -> None:
@@ -650,10 +657,18 @@ SCENARIOS: dict[str, Scenario] = {
 # Then with one worker, on the same data.
 ONE_WORKER: dict[str, Scenario] = {"pull-100": pull_100, "slow-client": slow_client}
 NEEDS_BIG_BLOB = {"pull", "pull-100", "slow-client"}
-# Peak memory reported for these scenarios by themselves (all processes).
+# Peak memory of each scenario by itself (VmHWM reset before it, all processes).
 MEMORY_ROWS = {
-    "pull-16m": "peak RSS, 32 x 16 MiB pulls, all processes (MiB)",
-    "pull-100": "peak RSS, 100 x 1 GiB pulls, one worker (MiB)",
+    "push-put": "peak RSS: push one PUT (MiB)",
+    "push-chunked": "peak RSS: push 10 MiB chunks (MiB)",
+    "pull": "peak RSS: pull (MiB)",
+    "push-4k": "peak RSS: 4 KiB pushes (MiB)",
+    "manifest-get": "peak RSS: manifest GET (MiB)",
+    "blob-head": "peak RSS: blob HEAD (MiB)",
+    "tags-page": "peak RSS: tags page (MiB)",
+    "pull-16m": "peak RSS: 32 x 16 MiB pulls (MiB)",
+    "pull-100": "peak RSS: 100 pulls, one worker (MiB)",
+    "slow-client": "peak RSS: slow client, one worker (MiB)",
 }
 
 
@@ -702,7 +717,7 @@ def _ensure_big_blob(server: Server, bench: Bench) -> None:
     r = httpx.head(f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}")
     if r.status_code != 200:
         push_put(server, bench)
-        bench.results.pop("push 1 GiB, one PUT (MB/s)", None)
+        bench.results.pop(f"push {bench.label}, one PUT (MB/s)", None)
 
 
 def write_small_blobs(folder: Path, threads: int, per_thread: int) -> None:

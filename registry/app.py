@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from registry import errors, metrics
-from registry.auth import Authorizer, TokenService, authorize_request
+from registry.auth import Authorizer, authorize_request
 from registry.config import Config, load_config
 from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
@@ -20,7 +20,7 @@ from registry.gc import background_collector
 from registry.health import ReadinessCheck
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
 from registry.request_log import RequestLogMiddleware, setup_logging
-from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, token, uploads
+from registry.routes import base, blobs, catalog, manifests, ops, referrers, tags, uploads
 from registry.routes.plain import add_routes
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
@@ -87,6 +87,9 @@ def create_app(config: Config, *, driver: Driver | None = None) -> FastAPI:
     if config.metrics.enabled:
         add_routes(app, ops.metrics_router, before_endpoint)
     if authorizer is not None and authorizer.token is not None and authorizer.token.issuer:
+        from registry.auth.token_service import TokenService  # token mode: JWT, X.509
+        from registry.routes import token
+
         app.state.token_service = TokenService(authorizer)
         add_routes(app, token.router, before_endpoint)
 
