@@ -735,17 +735,30 @@ def write_small_blobs(folder: Path, threads: int, per_thread: int) -> None:
 LOWER_IS_BETTER = ("RSS",)
 
 
-def report(runs: dict[str, list[dict[str, float]]], rounds: int, workers: int) -> None:
+# The per-scenario peaks printed (the others are in --json, or with --all-memory).
+PRINTED_PEAKS = (MEMORY_ROWS["pull-16m"], MEMORY_ROWS["pull-100"])
+
+
+def report(
+    runs: dict[str, list[dict[str, float]]], rounds: int, workers: int, all_memory: bool
+) -> None:
     results = {k: v for k, v in runs.items() if v}
     keys: list[str] = []
     for rs in results.values():
         for r in rs:
             keys += [k for k in r if k not in keys]
+    peaks = [k for k in keys if k.startswith("peak RSS: ")]
+    memory = [k for k in keys if "RSS" in k and k not in peaks]
+    shown = peaks if all_memory else [k for k in peaks if k in PRINTED_PEAKS]
+    keys = [k for k in keys if "RSS" not in k] + memory + shown
     print(f"\nmedian of {rounds} round(s); our server with --workers {workers}")
     names = list(results)
     header = f"{'':52}" + "".join(f"{k:>14}" for k in names)
-    if "distribution" in names and "registry" in names:
+    compared = "distribution" in names and "registry" in names
+    if compared:
         header += f"{'ratio':>10}"
+    if "baseline" in names and "registry" in names:
+        header += f"{'':34}{'vs baseline':>12}"
     print(header)
     for key in keys:
         medians = []
@@ -753,26 +766,28 @@ def report(runs: dict[str, list[dict[str, float]]], rounds: int, workers: int) -
             values = [r[key] for r in results[k] if key in r]
             medians.append(statistics.median(values) if values else float("nan"))
         row = f"{key:52}" + "".join(f"{m:14.1f}" for m in medians)
-        if "distribution" in names and "registry" in names:
-            ratios = [
-                r["registry"] / r["distribution"]
-                for r in _paired(runs, key)
-                if r["distribution"] > 0
-            ]
+        better = "lower" if any(w in key for w in LOWER_IS_BETTER) else "higher"
+        if compared:
+            ratios = _ratios(runs, key, "distribution")
             if ratios:
-                better = "lower" if any(w in key for w in LOWER_IS_BETTER) else "higher"
                 row += f"{statistics.median(ratios):9.2f}x"
                 row += f"  ({min(ratios):.2f}-{max(ratios):.2f}, {better} is better)"
+            else:
+                row += " " * 43
+        if "baseline" in names and "registry" in names:
+            ratios = _ratios(runs, key, "baseline")
+            if ratios:
+                row += f"{statistics.median(ratios):11.2f}x"
         print(row)
 
 
-def _paired(runs: dict[str, list[dict[str, float]]], key: str) -> list[dict[str, float]]:
-    """Per round, both servers' figure for ``key``: ratios come from one round each."""
-    pairs = []
-    for theirs, ours in zip(runs["distribution"], runs["registry"], strict=False):
-        if key in theirs and key in ours:
-            pairs.append({"distribution": theirs[key], "registry": ours[key]})
-    return pairs
+def _ratios(runs: dict[str, list[dict[str, float]]], key: str, other: str) -> list[float]:
+    """Ours over ``other``'s figure for ``key``, per round: each from one round."""
+    ratios = []
+    for theirs, ours in zip(runs[other], runs["registry"], strict=False):
+        if key in theirs and key in ours and theirs[key] > 0:
+            ratios.append(ours[key] / theirs[key])
+    return ratios
 
 
 def main() -> None:
@@ -788,6 +803,9 @@ def main() -> None:
         help="comma-separated: " + ", ".join([*SCENARIOS, *ONE_WORKER]),
     )
     parser.add_argument("--json", help="write every round's figures to this file")
+    parser.add_argument(
+        "--all-memory", action="store_true", help="print the peak RSS of every scenario"
+    )
     parser.add_argument(
         "--baseline",
         metavar="CHECKOUT",
@@ -832,7 +850,7 @@ def main() -> None:
                 print(json.dumps(runs[kind][-1]), file=sys.stderr, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
-    report(runs, args.rounds, args.workers)
+    report(runs, args.rounds, args.workers, args.all_memory)
 
 
 if __name__ == "__main__":

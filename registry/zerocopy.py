@@ -4,9 +4,10 @@
 and a byte count (``http.response.zerocopysend``) instead of the bytes. ``ZeroCopyCycle``
 (the server's end, on uvicorn's request/response cycle) sends them with ``sendfile``:
 from the page cache to the socket, so that the process holds no part of the blob,
-whatever its size and however slow the client. The kernel call runs in a thread, which
-also keeps the event loop free when the file is not cached; between calls the event loop
-waits for the socket to have room, so a slow client holds no thread. Plain HTTP only:
+whatever its size and however slow the client. The event loop calls it whenever the
+socket has room, as nginx does; a call that read from the disk (it took long) hands the
+rest of that file to threads, so that a cold blob does not hold up the event loop for
+long, and a slow client holds no thread either way. Plain HTTP only:
 with TLS the bytes must pass through the process, and the server does not offer the
 extension (nor does an in-process test client): routes then stream as before.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -26,8 +28,10 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from registry.request_log import ZERO_COPY
 
 # One sendfile call moves at most this much: what the socket has room for is usually
-# less; the cap only bounds how long one call keeps a thread.
+# less; the cap only bounds how long one call can take.
 SENDFILE_MAX = 16 * 1024 * 1024
+# A sendfile call that took longer read from the disk rather than the page cache.
+FROM_DISK = 0.004
 
 
 def offers_zero_copy(scope: Scope) -> bool:
@@ -139,27 +143,37 @@ class ZeroCopyCycle(RequestResponseCycle):
             raise ConnectionGone()
         out = os.dup(self.transport.get_extra_info("socket").fileno())
         try:
-            while count:
-                if self.transport.get_write_buffer_size():
-                    # The response head is still in uvloop's buffer; it goes first.
-                    await self._room(loop, out)
-                    continue
-                want = min(count, SENDFILE_MAX)
-                try:
-                    sent = await loop.run_in_executor(None, os.sendfile, out, fd, offset, want)
-                except BlockingIOError:
-                    await self._room(loop, out)
-                    continue
-                if sent == 0:
-                    raise RuntimeError("the file is shorter than the response says")
-                offset += sent
-                count -= sent
-                if self.disconnected:
-                    raise ConnectionGone()
-                if sent < want:  # the socket is full: wait for room before the next call
-                    await self._room(loop, out)
+            transfer = _Transfer(self, loop, out, fd, offset, count)
+            self._waiter = transfer.done
+            loop.add_writer(out, transfer.on_room)
+            try:
+                await transfer.done
+            finally:
+                loop.remove_writer(out)
+                self._waiter = None
+            if transfer.count:  # the file is not in the page cache: go on in threads
+                await self._sendfile_in_threads(loop, out, fd, transfer.offset, transfer.count)
         finally:
             os.close(out)
+
+    async def _sendfile_in_threads(
+        self, loop: asyncio.AbstractEventLoop, out: int, fd: int, offset: int, count: int
+    ) -> None:
+        while count:
+            want = min(count, SENDFILE_MAX)
+            try:
+                sent = await loop.run_in_executor(None, os.sendfile, out, fd, offset, want)
+            except BlockingIOError:
+                await self._room(loop, out)
+                continue
+            if sent == 0:
+                raise RuntimeError("the file is shorter than the response says")
+            offset += sent
+            count -= sent
+            if self.disconnected:
+                raise ConnectionGone()
+            if sent < want:  # the socket is full: wait for room before the next call
+                await self._room(loop, out)
 
     async def _room(self, loop: asyncio.AbstractEventLoop, out: int) -> None:
         if self.disconnected:
@@ -172,6 +186,52 @@ class ZeroCopyCycle(RequestResponseCycle):
         finally:
             loop.remove_writer(out)
             self._waiter = None
+
+
+class _Transfer:
+    """A file sent from the event loop: whenever the socket has room, as much as it takes
+    (a copy from the page cache, no system call wasted on waiting). A call that took
+    long read from the disk; the rest then goes through threads, so that the event loop
+    waits for no disk more than once per transfer."""
+
+    def __init__(
+        self,
+        cycle: ZeroCopyCycle,
+        loop: asyncio.AbstractEventLoop,
+        out: int,
+        fd: int,
+        offset: int,
+        count: int,
+    ) -> None:
+        self.cycle = cycle
+        self.out = out
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def on_room(self) -> None:
+        if self.done.done() or self.cycle.transport.get_write_buffer_size():
+            return  # finished, or uvloop still holds the head: it goes first
+        try:
+            while self.count:
+                want = min(self.count, SENDFILE_MAX)
+                started = time.perf_counter()
+                sent = os.sendfile(self.out, self.fd, self.offset, want)
+                if sent == 0:
+                    raise RuntimeError("the file is shorter than the response says")
+                self.offset += sent
+                self.count -= sent
+                if time.perf_counter() - started > FROM_DISK:
+                    break
+                if sent < want:
+                    return  # the socket is full: called again when it has room
+        except BlockingIOError:
+            return
+        except Exception as exc:
+            self.done.set_exception(exc)
+            return
+        self.done.set_result(None)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

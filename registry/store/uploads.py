@@ -45,6 +45,7 @@ from storage_backends import Driver, FileWriter, GatheringWriter, PathNotFoundEr
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 2 * 1024 * 1024  # bytes gathered before one write+hash step
+INLINE_HASH = 64 * 1024  # a step this small is hashed on the event loop
 _CACHE_SIZE = 256
 
 
@@ -139,8 +140,11 @@ async def _ingest(
     gathered = 0
     pending: asyncio.Future[Any] | None = None
 
-    async def step(pieces: list[bytes]) -> None:
+    async def step(pieces: list[bytes], size: int) -> None:
         if hasher is None:
+            await _write_pieces(writer, pieces)
+        elif size <= INLINE_HASH:
+            hasher.update(pieces)  # microseconds: less than a hop to a thread and back
             await _write_pieces(writer, pieces)
         else:
             hasher.last = loop.run_in_executor(None, hasher.update, pieces)
@@ -156,7 +160,7 @@ async def _ingest(
             if gathered >= BLOCK:
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(step(parts))
+                pending = asyncio.ensure_future(step(parts, gathered))
                 parts = []
                 gathered = 0
     finally:
@@ -165,7 +169,7 @@ async def _ingest(
         if pending is not None:
             await pending
         if parts:
-            await step(parts)
+            await step(parts, gathered)
     return received
 
 

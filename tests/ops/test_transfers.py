@@ -5,10 +5,13 @@ HTTP/1.0 keep-alive is honoured."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import start_server
-from tests.server import RegistryServer
+from tests.server import RegistryServer, free_port
 
 MiB = 1 << 20
 BLOB = 96 * MiB
@@ -194,3 +197,39 @@ def test_http10_keep_alive_is_honoured(server: RegistryServer) -> None:
         while chunk := s.recv(4096):
             data += chunk
         assert data.startswith(b"HTTP/1.1 200")  # and then the server closed
+
+
+def test_a_file_read_from_the_disk_goes_on_in_threads(tmp_path: Path) -> None:
+    """Every sendfile call counts as a disk read here (FROM_DISK below zero): after the
+    first, the rest of each file is sent from threads, byte for byte."""
+    port = free_port()
+    code = (
+        "import sys, registry.zerocopy as z; z.FROM_DISK = -1.0; "
+        "from registry.cli import main; main(sys.argv[1:])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    cmd = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--data-dir", str(tmp_path / "data")]
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        data = os.urandom(24 * MiB)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        with httpx.Client(base_url=url, timeout=60) as c:
+            r = c.post(f"/v2/{REPO}/blobs/uploads/")
+            assert c.put(r.headers["Location"], params={"digest": digest}, content=data).is_success
+            for _ in range(3):
+                assert c.get(f"/v2/{REPO}/blobs/{digest}").content == data
+            r = c.get(f"/v2/{REPO}/blobs/{digest}", headers={"Range": "bytes=1000-2000999"})
+            assert r.content == data[1000:2001000]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
