@@ -1,13 +1,41 @@
-"""Side-by-side benchmark: this registry against CNCF distribution (Debian's
-``docker-registry``, 2.8.2), both on the local filesystem, on 127.0.0.1.
+"""Side-by-side benchmark: this registry against CNCF distribution 2.8.2 (Debian's
+``docker-registry``), on one machine, with both servers' data on the same storage.
 
-Measures
-* a 1 GiB blob pushed as docker does it (POST, one streamed PATCH, PUT ?digest=) and
-  pulled back, with the wall time and the server's peak RSS (VmHWM of every process);
-* small requests with ``wrk``: manifest GET by tag, blob HEAD, a tags/list page.
+One command, from a checkout with its virtualenv::
 
-Usage: python benchmarks/compare.py [--size-mib 1024] [--workers 2] [--duration 10]
-       [--rounds 3]   (BENCH_DIR=/dev/shm keeps the disk out of the figures)
+    .venv/bin/python benchmarks/compare.py
+
+prints, for every scenario, the median of the rounds (3 by default) for each server and
+the ratio ours/theirs. In a round both servers run one after the other, the order
+alternating between rounds (the second inherits a warmer machine); our server runs with
+``--workers 2``. Clients are C programs (curl, wrk, ab) except for the chunked push, so
+that the figures are the servers', not a Python client's. On a busy machine compare the
+ratios, which come from one round each, rather than absolute figures.
+
+Scenarios (``--scenarios`` picks some):
+
+* ``push-put``: a 1 GiB blob pushed as one PUT (POST, then PUT ?digest= with the body);
+* ``push-chunked``: another 1 GiB blob in 10 MiB PATCHes with Content-Range, then PUT;
+* ``pull``: the first one pulled back (curl);
+* ``push-4k``: 4 KiB blobs pushed as docker does (POST, PATCH, PUT), 16 clients;
+* ``manifest-get``, ``blob-head``, ``tags-page``: 32 clients, keep-alive;
+* ``pull-16m``: 32 clients pulling one 16 MiB blob;
+* ``pull-100``: 100 concurrent pulls of a 1 GiB blob, our server with ONE worker;
+* ``slow-client``: one client reading a 1 GiB blob at 1 MB/s (curl --limit-rate): how
+  much the server's resident memory grows meanwhile (it must not buffer the blob).
+
+Memory is VmHWM, the peak resident set of each of the server's processes, reset before
+every scenario (``/proc/<pid>/clear_refs``); "all processes" sums it over the process
+tree (uvicorn's supervisor and its workers), "largest" is the largest process.
+
+Storage: the scenarios speak HTTP only. Where the servers keep their data is a
+``Storage`` (``FilesystemStorage``: a folder each under ``BENCH_DIR``, default the
+system's temporary folder; same disk for both), which gives each server its
+configuration, so that another storage runs the same scenarios.
+
+Usage: python benchmarks/compare.py [--rounds 3] [--duration 10] [--workers 2]
+       [--size-mib 1024] [--scenarios push-put,pull,...] [--only registry]
+       [--json results.json]
 Needs: docker-registry, wrk, ab and curl (apt-get install docker-registry wrk
 apache2-utils curl).
 """
@@ -15,7 +43,9 @@ apache2-utils curl).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -25,22 +55,163 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import s3_storage
 from tests.images import image, push_blob, push_image
 from tests.server import free_port
 
-CHUNK = 1 << 20
-BLOCK = os.urandom(CHUNK)  # the blob repeats one random MiB: same bytes for both servers
+MiB = 1 << 20
+MB = 1_000_000
+CHUNK = MiB
+# The big blobs repeat one random MiB: the same bytes for both servers, nothing to hold.
+BLOCK = os.urandom(CHUNK)
+BLOCK2 = os.urandom(CHUNK)  # the chunked push's blob: another digest
+PUSH_CHUNK = 10 * MiB
+SMALL_BLOB = 4096
+SLOW_RATE = "1M"  # curl's --limit-rate: 1 MB/s
+REPO = "bench/big"
 
 
-def wait_ready(url: str) -> None:
-    for _ in range(200):
+# ----------------------------------------------------------------------------- blobs
+
+
+def body(size: int, block: bytes = BLOCK) -> Iterator[bytes]:
+    sent = 0
+    while sent < size:
+        n = min(CHUNK, size - sent)
+        yield block[:n]
+        sent += n
+
+
+def blob_digest(size: int, block: bytes = BLOCK) -> str:
+    h = hashlib.sha256()
+    for b in body(size, block):
+        h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def process_tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += children.get(p, [])
+    return pids
+
+
+def _status_kib(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib(pid: int) -> dict[int, float]:
+    """VmHWM (peak resident set) of each process in the tree, in MiB."""
+    out = {}
+    for p in process_tree(pid):
+        kib = _status_kib(p, "VmHWM")
+        if kib is not None:
+            out[p] = kib / 1024
+    return out
+
+
+def rss_mib(pid: int) -> dict[int, float]:
+    """VmRSS (resident set now) of each process in the tree, in MiB."""
+    out = {}
+    for p in process_tree(pid):
+        kib = _status_kib(p, "VmRSS")
+        if kib is not None:
+            out[p] = kib / 1024
+    return out
+
+
+def reset_peaks(pid: int) -> None:
+    """Start every process's VmHWM again from its current RSS (Linux 4.0 and later)."""
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class Storage(Protocol):
+    """Where a server keeps its data; the scenarios never look."""
+
+    name: str
+
+    def distribution(self, server: str) -> dict[str, Any]:
+        """The ``storage`` section of distribution's configuration."""
+        ...
+
+    def registry(self, server: str) -> dict[str, str]:
+        """Environment (REGISTRY_*) that points our server at its storage."""
+        ...
+
+    def clear(self, server: str) -> None:
+        """Remove what ``server`` stored (between rounds)."""
+        ...
+
+
+class FilesystemStorage:
+    name = "filesystem"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, server: str) -> Path:
+        path = self.root / f"data-{server}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def distribution(self, server: str) -> dict[str, Any]:
+        return {
+            "filesystem": {"rootdirectory": str(self.folder(server))},
+            "delete": {"enabled": True},
+        }
+
+    def registry(self, server: str) -> dict[str, str]:
+        return {
+            "REGISTRY_STORAGE_DRIVER": "filesystem",
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(self.folder(server)),
+        }
+
+    def clear(self, server: str) -> None:
+        # Free its pages for the next server: on a VM, memory that was never touched is
+        # much slower to fill than memory just given back.
+        shutil.rmtree(self.root / f"data-{server}", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(400):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
         try:
             if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
                 return
@@ -50,40 +221,13 @@ def wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def process_tree(pid: int) -> list[int]:
-    pids = [pid]
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                pids += process_tree(int(p.name))
-    return pids
-
-
-def peak_rss_mib(pid: int) -> dict[int, float]:
-    """VmHWM (peak resident set) of each process in the tree, in MiB."""
-    out = {}
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    out[p] = int(line.split()[1]) / 1024
-        except OSError:
-            pass
-    return out
-
-
 class Server:
-    def __init__(self, kind: str, workdir: Path, workers: int) -> None:
+    def __init__(
+        self, kind: str, storage: Storage, workdir: Path, workers: int, source: str | None = None
+    ) -> None:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.data = workdir / kind
-        data = self.data
-        data.mkdir()
         env = dict(os.environ)
         if kind == "distribution":
             config = workdir / "distribution.yml"
@@ -92,16 +236,19 @@ class Server:
                     {
                         "version": 0.1,
                         "log": {"level": "error", "accesslog": {"disabled": True}},
-                        "storage": {
-                            "filesystem": {"rootdirectory": str(data)},
-                            "delete": {"enabled": True},
-                        },
+                        "storage": storage.distribution(kind),
                         "http": {"addr": f"127.0.0.1:{self.port}"},
                     }
                 )
             )
             cmd = ["docker-registry", "serve", str(config)]
         else:
+            env = {k: v for k, v in env.items() if not k.startswith("REGISTRY_")}
+            env.update(storage.registry(kind))
+            env["REGISTRY_LOG_ACCESS_LOG"] = "false"
+            env["REGISTRY_LOG_LEVEL"] = "warning"
+            if source is not None:  # --baseline: our server from another checkout
+                env["PYTHONPATH"] = source
             cmd = [
                 sys.executable,
                 "-m",
@@ -111,100 +258,153 @@ class Server:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--data-dir",
-                str(data),
                 "--workers",
                 str(workers),
             ]
-            env["REGISTRY_LOG_ACCESS_LOG"] = "false"
-            env["REGISTRY_LOG_LEVEL"] = "warning"
+        self.log = (workdir / f"{kind}.log").open("ab")
         self.proc = subprocess.Popen(
             cmd,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=source or workdir,  # python -m puts the folder it runs in first on the path
         )
-        wait_ready(self.url)
+        wait_ready(self.url, self.proc)
+        time.sleep(0.5)  # workers past their start-up
+        self.idle = rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(30)
-        # Free its pages for the next server: on this VM, memory that was never touched
-        # is much slower to fill than memory just given back.
-        shutil.rmtree(self.data)
+        self.proc.wait(60)
+        self.log.close()
 
 
-def body(size: int) -> Iterator[bytes]:
-    block = BLOCK
-    sent = 0
-    while sent < size:
-        n = min(CHUNK, size - sent)
-        yield block[:n]
-        sent += n
+# ------------------------------------------------------------------------- load tools
 
 
-def blob_digest(size: int) -> str:
-    h = hashlib.sha256()
-    for b in body(size):
-        h.update(b)
-    return "sha256:" + h.hexdigest()
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %d %d %d %d %d\\n", summary.requests, summary.bytes,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+WRK_GET = (
+    'wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json, '
+    "application/vnd.oci.image.index.v1+json, "
+    'application/vnd.docker.distribution.manifest.v2+json"\n' + WRK_DONE
+)
+
+# One connection per wrk thread, so that a thread's Lua state is its client's: POST,
+# PATCH with the blob, PUT ?digest=, then the next blob of the thread's file.
+WRK_PUSH = """
+local RECORD = 71 + @SIZE@
+local counter = 0
+local threads = {}
+setup = function(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+local data, n, i, step, location
+init = function(args)
+  local f = assert(io.open(args[1] .. "/blobs-" .. id, "rb"))
+  data = f:read("*a")
+  f:close()
+  n = #data / RECORD
+  i, step = 0, 0
+  repo = args[2]
+  pushes = 0
+end
+
+request = function()
+  local off = (i % n) * RECORD
+  if step == 0 then
+    return wrk.format("POST", "/v2/" .. repo .. "/blobs/uploads/", {}, "")
+  elseif step == 1 then
+    return wrk.format("PATCH", location, {["Content-Type"] = "application/octet-stream"},
+      data:sub(off + 72, off + RECORD))
+  end
+  local sep = location:find("?", 1, true) and "&" or "?"
+  return wrk.format("PUT", location .. sep .. "digest=" .. data:sub(off + 1, off + 71), {}, "")
+end
+
+response = function(status, headers, body)
+  if status >= 300 then
+    step = 0
+  elseif step == 2 then
+    pushes = pushes + 1
+    i = i + 1
+    step = 0
+  else
+    location = (headers["Location"] or headers["location"]):gsub("^https?://[^/]+", "")
+    step = step + 1
+  end
+end
+
+done = function(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("pushes") end
+  local e = summary.errors
+  io.write(string.format("BENCH %d %d %d %d %d\\n", total, summary.bytes,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout))
+end
+""".replace("@SIZE@", str(SMALL_BLOB))
 
 
-def push_pull(server: Server, blob: Path, digest: str) -> tuple[float, float]:
-    """Push as docker does (POST, one streamed PATCH, PUT ?digest=) and pull, with curl:
-    a C client, so the figures are the servers', not a Python client's."""
-    with httpx.Client(base_url=server.url, timeout=600) as c:
-        t0 = time.perf_counter()
-        r = c.post("/v2/bench/big/blobs/uploads/")
-        location = httpx.URL(server.url).join(r.headers["Location"])
+@dataclass
+class WrkResult:
+    requests: int
+    bytes: int
+    seconds: float
+    status_errors: int
+    socket_errors: int
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes / self.seconds / MB
+
+
+def wrk(
+    url: str,
+    script: str,
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    args: list[str] | None = None,
+    check: bool = True,
+) -> WrkResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+        f.write(script)
+        f.flush()
+        cmd = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "600s",
+            "-s",
+            f.name,
+            url,
+        ]
         out = subprocess.run(
-            [
-                "curl",
-                "-sS",
-                "-X",
-                "PATCH",
-                "-T",
-                str(blob),
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                "-H",
-                "Content-Type: application/octet-stream",
-                "-H",
-                "Expect:",
-                str(location),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+            cmd + (["--", *args] if args else []), capture_output=True, text=True, check=True
         ).stdout
-        assert " 202" in out.splitlines()[0], out
-        headers = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
-        after = {k.lower(): v.strip() for k, v in headers.items()}["location"]
-        url = httpx.URL(server.url).join(after).copy_merge_params({"digest": digest})
-        r = c.put(url)
-        assert r.status_code == 201, r.text
-        push = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    size = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            f"{server.url}/v2/bench/big/blobs/{digest}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    pull = time.perf_counter() - t0
-    assert int(size) == blob.stat().st_size
-    return push, pull
+    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
+    requests, nbytes, micros, status_errors, socket_errors = map(int, line.split()[1:])
+    result = WrkResult(requests, nbytes, micros / 1e6, status_errors, socket_errors)
+    if check and status_errors:
+        raise RuntimeError(f"{status_errors} error answers from {url}:\n{out}")
+    return result
 
 
 def ab_head(url: str, duration: int) -> float:
@@ -223,26 +423,130 @@ def ab_head(url: str, duration: int) -> float:
     raise RuntimeError(out)
 
 
-def wrk(url: str, duration: int, method: str = "GET") -> float:
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        f'wrk.method = "{method}"\n'
-        'wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json, '
-        "application/vnd.oci.image.index.v1+json, "
-        'application/vnd.docker.distribution.manifest.v2+json"\n'
+def curl(*args: str) -> str:
+    return subprocess.run(
+        ["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def absolute(server: Server, location: str) -> httpx.URL:
+    return httpx.URL(server.url).join(location)
+
+
+# -------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Bench:
+    """What the scenarios share: the blobs, a scratch folder, the options."""
+
+    size: int
+    duration: int
+    tmp: Path
+    big_file: Path
+    big_digest: str
+    chunked_digest: str
+    small_files: Path
+    results: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The big blobs' size, as the figures name it."""
+        return f"{self.size >> 30} GiB" if self.size % (1 << 30) == 0 else f"{self.size >> 20} MiB"
+
+
+def push_put(server: Server, bench: Bench) -> None:
+    """POST, then the whole blob in the body of PUT ?digest= (curl -T)."""
+    started = time.perf_counter()
+    r = httpx.post(f"{server.url}/v2/{REPO}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    url = absolute(server, r.headers["Location"]).copy_merge_params({"digest": bench.big_digest})
+    out = curl(
+        "-X",
+        "PUT",
+        "-T",
+        str(bench.big_file),
+        "-H",
+        "Expect:",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Content-Type: application/octet-stream",
+        str(url),
     )
-    cmd = ["wrk", "-t2", "-c32", f"-d{duration}s", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    script.unlink()
-    if "Non-2xx" in out:
-        raise RuntimeError(f"errors from {url}: {out}")
-    for line in out.splitlines():
-        if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise RuntimeError(out)
+    assert out == "201", out
+    bench.results[f"push {bench.label}, one PUT (MB/s)"] = (
+        bench.size / (time.perf_counter() - started) / MB
+    )
 
 
-def small_requests(server: Server, duration: int) -> dict[str, float]:
+def push_chunked(server: Server, bench: Bench) -> None:
+    """POST, 10 MiB PATCHes with Content-Range (one keep-alive connection), PUT ?digest=."""
+    chunk = BLOCK2 * (PUSH_CHUNK // CHUNK)  # chunks start at multiples of the period
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    started = time.perf_counter()
+    conn.request("POST", f"/v2/{REPO}/blobs/uploads/", headers={"Content-Length": "0"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 202, r.status
+    location = r.getheader("Location", "")
+    for offset in range(0, bench.size, PUSH_CHUNK):
+        n = min(PUSH_CHUNK, bench.size - offset)
+        path = absolute(server, location).raw_path.decode()
+        conn.request(
+            "PATCH",
+            path,
+            body=memoryview(chunk)[:n],
+            headers={
+                "Content-Range": f"{offset}-{offset + n - 1}",
+                "Content-Length": str(n),
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 202, r.status
+        location = r.getheader("Location", "")
+    url = absolute(server, location).copy_merge_params({"digest": bench.chunked_digest})
+    conn.request("PUT", url.raw_path.decode(), headers={"Content-Length": "0"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 201, r.status
+    conn.close()
+    seconds = time.perf_counter() - started
+    bench.results[f"push {bench.label}, 10 MiB chunks (MB/s)"] = bench.size / seconds / MB
+
+
+def pull(server: Server, bench: Bench) -> None:
+    started = time.perf_counter()
+    out = curl(
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}",
+    )
+    seconds = time.perf_counter() - started
+    assert int(out) == bench.size, out
+    bench.results[f"pull {bench.label} (MB/s)"] = bench.size / seconds / MB
+
+
+def push_4k(server: Server, bench: Bench) -> None:
+    result = wrk(
+        server.url,
+        WRK_PUSH,
+        threads=16,
+        connections=16,
+        duration=bench.duration,
+        args=[str(bench.small_files), "bench/small4k"],
+    )
+    bench.results["4 KiB pushes, 16 clients (/s)"] = result.per_second
+
+
+def _small_content(server: Server) -> str:
+    """An image tagged ``latest`` (and 100 more tags) and a small blob; its digest."""
     with httpx.Client(base_url=server.url, timeout=60) as c:
         img = image(layers=2)
         push_image(c, "bench/small", img, tag="latest")
@@ -253,59 +557,305 @@ def small_requests(server: Server, duration: int) -> dict[str, float]:
                 headers={"Content-Type": img.media_type},
             )
             assert r.status_code == 201
-        layer = push_blob(c, "bench/small", os.urandom(1000))
-    return {
-        "manifest GET": wrk(f"{server.url}/v2/bench/small/manifests/latest", duration),
-        "blob HEAD": ab_head(f"{server.url}/v2/bench/small/blobs/{layer}", duration),
-        "tags page (n=50)": wrk(f"{server.url}/v2/bench/small/tags/list?n=50", duration),
-    }
+        return push_blob(c, "bench/small", os.urandom(1000))
+
+
+def manifest_get(server: Server, bench: Bench) -> None:
+    _small_content(server)
+    result = wrk(
+        f"{server.url}/v2/bench/small/manifests/latest",
+        WRK_GET,
+        threads=2,
+        connections=32,
+        duration=bench.duration,
+    )
+    bench.results["manifest GET by tag, 32 clients (/s)"] = result.per_second
+
+
+def blob_head(server: Server, bench: Bench) -> None:
+    layer = _small_content(server)
+    rps = ab_head(f"{server.url}/v2/bench/small/blobs/{layer}", bench.duration)
+    bench.results["blob HEAD, 32 clients (/s)"] = rps
+
+
+def tags_page(server: Server, bench: Bench) -> None:
+    _small_content(server)
+    result = wrk(
+        f"{server.url}/v2/bench/small/tags/list?n=50",
+        WRK_GET,
+        threads=2,
+        connections=32,
+        duration=bench.duration,
+    )
+    bench.results["tags page (n=50), 32 clients (/s)"] = result.per_second
+
+
+def pull_16m(server: Server, bench: Bench) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        digest = push_blob(c, "bench/mid", os.urandom(16 * MiB))
+    reset_peaks(server.proc.pid)  # the push is not part of it
+    result = wrk(
+        f"{server.url}/v2/bench/mid/blobs/{digest}",
+        WRK_DONE,
+        threads=2,
+        connections=32,
+        duration=bench.duration,
+    )
+    bench.results["32 clients pulling 16 MiB (MB/s)"] = result.mb_per_second
+
+
+def pull_100(server: Server, bench: Bench) -> None:
+    """100 transfers of the big blob in flight at once, for the scenario's duration."""
+    result = wrk(
+        f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}",
+        WRK_DONE,
+        threads=2,
+        connections=100,
+        duration=bench.duration,
+    )
+    bench.results[f"100 pulls of {bench.label}, one worker (MB/s)"] = result.mb_per_second
+
+
+def slow_client(server: Server, bench: Bench) -> None:
+    """A client reading at 1 MB/s: the server must hold little more than a read."""
+    before = sum(rss_mib(server.proc.pid).values())
+    proc = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "--limit-rate",
+            SLOW_RATE,
+            "--max-time",
+            str(bench.duration),
+            f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    received = int(proc.stdout or 0)
+    assert 0 < received < bench.size, (received, proc.stderr)
+    growth = sum(peak_rss_mib(server.proc.pid).values()) - before
+    bench.results["slow client: RSS growth (MiB)"] = growth
+
+
+Scenario = Callable[[Server, Bench], None]
+# Run with the configured workers, in this order (pull needs push-put's blob).
+SCENARIOS: dict[str, Scenario] = {
+    "push-put": push_put,
+    "push-chunked": push_chunked,
+    "pull": pull,
+    "push-4k": push_4k,
+    "manifest-get": manifest_get,
+    "blob-head": blob_head,
+    "tags-page": tags_page,
+    "pull-16m": pull_16m,
+}
+# Then with one worker, on the same data.
+ONE_WORKER: dict[str, Scenario] = {"pull-100": pull_100, "slow-client": slow_client}
+NEEDS_BIG_BLOB = {"pull", "pull-100", "slow-client"}
+# Peak memory of each scenario by itself (VmHWM reset before it, all processes).
+MEMORY_ROWS = {
+    "push-put": "peak RSS: push one PUT (MiB)",
+    "push-chunked": "peak RSS: push 10 MiB chunks (MiB)",
+    "pull": "peak RSS: pull (MiB)",
+    "push-4k": "peak RSS: 4 KiB pushes (MiB)",
+    "manifest-get": "peak RSS: manifest GET (MiB)",
+    "blob-head": "peak RSS: blob HEAD (MiB)",
+    "tags-page": "peak RSS: tags page (MiB)",
+    "pull-16m": "peak RSS: 32 x 16 MiB pulls (MiB)",
+    "pull-100": "peak RSS: 100 pulls, one worker (MiB)",
+    "slow-client": "peak RSS: slow client, one worker (MiB)",
+}
+
+
+def run_server(
+    kind: str,
+    storage: Storage,
+    bench: Bench,
+    workers: int,
+    chosen: list[str],
+    source: str | None = None,
+) -> dict[str, float]:
+    bench.results = {}
+    peaks: dict[int, float] = {}
+    phases = [(workers, SCENARIOS), (1, ONE_WORKER)]
+    for phase_workers, scenarios in phases:
+        todo = [name for name in scenarios if name in chosen]
+        if not todo:
+            continue
+        server = Server(kind, storage, bench.tmp, phase_workers, source)
+        try:
+            if phase_workers == workers:
+                bench.results["RSS at start, all processes (MiB)"] = sum(server.idle.values())
+            for name in todo:
+                if name in NEEDS_BIG_BLOB:
+                    _ensure_big_blob(server, bench)
+                subprocess.run(["sync"], check=True)  # start with the disk idle
+                reset_peaks(server.proc.pid)
+                scenarios[name](server, bench)
+                rss = peak_rss_mib(server.proc.pid)
+                if name in MEMORY_ROWS:
+                    bench.results[MEMORY_ROWS[name]] = sum(rss.values())
+                if phase_workers == workers:
+                    for pid, mib in rss.items():
+                        peaks[pid] = max(peaks.get(pid, 0.0), mib)
+        finally:
+            server.stop()
+    if peaks:
+        bench.results["peak RSS, all processes (MiB)"] = sum(peaks.values())
+        bench.results["peak RSS, largest process (MiB)"] = max(peaks.values())
+    storage.clear(kind)
+    return bench.results
+
+
+def _ensure_big_blob(server: Server, bench: Bench) -> None:
+    """The big blob, for scenarios chosen without push-put (not measured then)."""
+    r = httpx.head(f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}")
+    if r.status_code != 200:
+        push_put(server, bench)
+        bench.results.pop(f"push {bench.label}, one PUT (MB/s)", None)
+
+
+def write_small_blobs(folder: Path, threads: int, per_thread: int) -> None:
+    """The 4 KiB push scenario's blobs: a file per wrk thread of (digest, bytes) records."""
+    folder.mkdir()
+    for t in range(threads):
+        with (folder / f"blobs-{t}").open("wb") as f:
+            for _ in range(per_thread):
+                data = os.urandom(SMALL_BLOB)
+                f.write(("sha256:" + hashlib.sha256(data).hexdigest()).encode() + data)
+
+
+# ----------------------------------------------------------------------------- report
+
+LOWER_IS_BETTER = ("RSS",)
+
+
+# The per-scenario peaks printed (the others are in --json, or with --all-memory).
+PRINTED_PEAKS = (MEMORY_ROWS["pull-16m"], MEMORY_ROWS["pull-100"])
+
+
+def report(
+    runs: dict[str, list[dict[str, float]]], rounds: int, workers: int, all_memory: bool
+) -> None:
+    results = {k: v for k, v in runs.items() if v}
+    keys: list[str] = []
+    for rs in results.values():
+        for r in rs:
+            keys += [k for k in r if k not in keys]
+    peaks = [k for k in keys if k.startswith("peak RSS: ")]
+    memory = [k for k in keys if "RSS" in k and k not in peaks]
+    shown = peaks if all_memory else [k for k in peaks if k in PRINTED_PEAKS]
+    keys = [k for k in keys if "RSS" not in k] + memory + shown
+    print(f"\nmedian of {rounds} round(s); our server with --workers {workers}")
+    names = list(results)
+    header = f"{'':52}" + "".join(f"{k:>14}" for k in names)
+    compared = "distribution" in names and "registry" in names
+    if compared:
+        header += f"{'ratio':>10}"
+    if "baseline" in names and "registry" in names:
+        header += f"{'':34}{'vs baseline':>12}"
+    print(header)
+    for key in keys:
+        medians = []
+        for k in names:
+            values = [r[key] for r in results[k] if key in r]
+            medians.append(statistics.median(values) if values else float("nan"))
+        row = f"{key:52}" + "".join(f"{m:14.1f}" for m in medians)
+        better = "lower" if any(w in key for w in LOWER_IS_BETTER) else "higher"
+        if compared:
+            ratios = _ratios(runs, key, "distribution")
+            if ratios:
+                row += f"{statistics.median(ratios):9.2f}x"
+                row += f"  ({min(ratios):.2f}-{max(ratios):.2f}, {better} is better)"
+            else:
+                row += " " * 43
+        if "baseline" in names and "registry" in names:
+            ratios = _ratios(runs, key, "baseline")
+            if ratios:
+                row += f"{statistics.median(ratios):11.2f}x"
+        print(row)
+
+
+def _ratios(runs: dict[str, list[dict[str, float]]], key: str, other: str) -> list[float]:
+    """Ours over ``other``'s figure for ``key``, per round: each from one round."""
+    ratios = []
+    for theirs, ours in zip(runs[other], runs["registry"], strict=False):
+        if key in theirs and key in ours and theirs[key] > 0:
+            ratios.append(ours[key] / theirs[key])
+    return ratios
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load scenario")
     parser.add_argument("--only", choices=["registry", "distribution"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scenarios",
+        default=",".join([*SCENARIOS, *ONE_WORKER]),
+        help="comma-separated: " + ", ".join([*SCENARIOS, *ONE_WORKER]),
+    )
+    parser.add_argument("--json", help="write every round's figures to this file")
+    parser.add_argument(
+        "--all-memory", action="store_true", help="print the peak RSS of every scenario"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run our server from this source folder (e.g. an older commit's "
+        "`git archive`), as a third server: before and after in the same rounds",
+    )
+    s3_storage.add_argument(parser)
     args = parser.parse_args()
-    size = args.size_mib * CHUNK
+    chosen = args.scenarios.split(",")
+    unknown = set(chosen) - set(SCENARIOS) - set(ONE_WORKER)
+    if unknown:
+        sys.exit(f"unknown scenarios: {', '.join(sorted(unknown))}")
     for tool in ("docker-registry", "wrk", "ab", "curl"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed: apt-get install {tool}")
-    digest = blob_digest(size)
+    size = args.size_mib * MiB
     runs: dict[str, list[dict[str, float]]] = {"distribution": [], "registry": []}
     kinds = [k for k in runs if args.only in (None, k)]
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        blob = Path(tmp) / "blob.bin"
-        with blob.open("wb") as f:
+    if args.baseline:
+        runs["baseline"] = []
+        kinds.append("baseline")
+    with (
+        tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_name,
+        contextlib.ExitStack() as stack,
+    ):
+        tmp = Path(tmp_name)
+        big = tmp / "blob.bin"
+        with big.open("wb") as f:
             for part in body(size):
                 f.write(part)
+        small = tmp / "small"
+        write_small_blobs(small, 16, max(200, 150 * args.duration))
+        bench = Bench(
+            size, args.duration, tmp, big, blob_digest(size), blob_digest(size, BLOCK2), small
+        )
+        storage = stack.enter_context(s3_storage.chosen(args, FilesystemStorage(tmp)))
         for round_ in range(args.rounds):
             # Alternate who goes first: the second server inherits a warmer machine.
             for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                server = Server(kind, Path(tmp), args.workers)
-                try:
-                    subprocess.run(["sync"], check=True)  # start both with the disk idle
-                    push, pull = push_pull(server, blob, digest)
-                    rss = peak_rss_mib(server.proc.pid)
-                    res = {
-                        f"push {args.size_mib} MiB (s)": push,
-                        f"pull {args.size_mib} MiB (s)": pull,
-                        "peak RSS, largest process (MiB)": max(rss.values()),
-                    }
-                    for name, rps in small_requests(server, args.duration).items():
-                        res[f"{name} (req/s)"] = rps
-                    runs[kind].append(res)
-                finally:
-                    server.stop()
-    results = {k: v for k, v in runs.items() if v}
-    keys = list(next(iter(results.values()))[0])
-    print(f"median of {args.rounds} rounds, {args.workers} workers")
-    print(f"{'':34}" + "".join(f"{k:>16}" for k in results))
-    for key in keys:
-        row = "".join(f"{statistics.median(r[key] for r in results[k]):16.2f}" for k in results)
-        print(f"{key:34}{row}")
+                print(f"round {round_ + 1}: {kind}", file=sys.stderr, flush=True)
+                source = args.baseline if kind == "baseline" else None
+                server_kind = "registry" if kind == "baseline" else kind
+                runs[kind].append(
+                    run_server(server_kind, storage, bench, args.workers, chosen, source)
+                )
+                print(json.dumps(runs[kind][-1]), file=sys.stderr, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+    report(runs, args.rounds, args.workers, args.all_memory)
 
 
 if __name__ == "__main__":

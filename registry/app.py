@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from registry import errors, metrics
-from registry.auth import Authorizer, TokenService, authorize_request
+from registry.auth import Authorizer, authorize_request
 from registry.config import Config, load_config
 from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
@@ -34,16 +34,26 @@ from registry.routes import (
     referrers,
     replication,
     tags,
-    token,
     uploads,
     usage,
 )
+from registry.routes.plain import add_routes
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
 from registry.ui import install_ui
 from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
+
+
+async def before_endpoint(request: Request) -> None:
+    """What runs before every endpoint, in this order. Authorization first: an anonymous
+    write learns nothing about read-only mode nor about caches. Then the request's
+    context, which the store's change listeners read."""
+    await authorize_request(request)
+    await refuse_writes_when_readonly(request)
+    await refuse_writes_to_caches(request)
+    await bind_request_context(request)
 
 
 def create_app(
@@ -105,14 +115,9 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        # Authorization first: an anonymous write learns nothing about read-only mode.
-        # Then the request's context, which the store's change listeners read.
-        dependencies=[
-            Depends(authorize_request),
-            Depends(refuse_writes_when_readonly),
-            Depends(refuse_writes_to_caches),
-            Depends(bind_request_context),
-        ],
+        # For routes that stay FastAPI routes (registry/routes/plain.py runs it itself).
+        dependencies=[Depends(before_endpoint)],
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.config = config
     app.state.store = store
@@ -130,26 +135,30 @@ def create_app(
     authorizer = Authorizer.from_config(config.auth)  # None: auth.mode none
     app.state.authorizer = authorizer
 
-    # Order matters: the catalog before the catch-all name patterns, and upload
-    # sessions before blobs/<digest>.
+    # The catalog before the catch-all name patterns; then the most requested first (a
+    # request costs a pattern match per route tried before its own). Which route serves
+    # a path is pinned by tests/unit/test_route_order.py.
     for module in (
         base,
         catalog,
-        uploads,
-        blobs,
         manifests,
+        blobs,
+        uploads,
         tags,
         referrers,
         ops,
         usage,
         replication,
     ):
-        app.include_router(module.router)
+        add_routes(app, module.router, before_endpoint)
     if config.metrics.enabled:
-        app.include_router(ops.metrics_router)
+        add_routes(app, ops.metrics_router, before_endpoint)
     if authorizer is not None and authorizer.token is not None and authorizer.token.issuer:
+        from registry.auth.token_service import TokenService  # token mode: JWT, X.509
+        from registry.routes import token
+
         app.state.token_service = TokenService(authorizer)
-        app.include_router(token.router)
+        add_routes(app, token.router, before_endpoint)
     if config.ui.enabled:
         install_ui(app, config, store)
 
@@ -206,19 +215,9 @@ def create_app(
     return app
 
 
-# uvicorn pauses reading a request body whenever 64 KiB wait unread, so a 1 GiB push
-# costs some 16,000 pause/resume round trips through the event loop. Blob bodies are
-# consumed in 4 MiB blocks (store/uploads.py), so let that much wait in the socket
-# buffer; memory per upload stays bounded (about 3 blocks).
-BODY_HIGH_WATER = 4 * 1024 * 1024
-
-
 def app_from_environment() -> FastAPI:
     """The uvicorn factory used by ``registry serve``: config file and REGISTRY_* env."""
     import os
 
-    import uvicorn.protocols.http.httptools_impl as httptools_impl
-
-    httptools_impl.HIGH_WATER_LIMIT = BODY_HIGH_WATER  # type: ignore[attr-defined]
     path = os.environ.get("REGISTRY_CONFIG_FILE") or None
     return create_app(load_config(path), config_file=path)

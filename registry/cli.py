@@ -6,19 +6,14 @@ import argparse
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 
-from registry import ops_commands
-from registry.auth import commands as auth_commands
 from registry.banner import StartFacts, print_banner, registry_version
 from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, load_or_exit
-from registry.events import command as events_command
-from registry.gc import command as gc_command
-from registry.policy import command as usage_command
 from registry.preflight import storage_unreachable
-from registry.replication import command as replicate_command
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
 # exactly the configuration the parent validated.
@@ -49,7 +44,10 @@ def _prepare(config: Config) -> StartFacts:
     first start), the data folder, and a look at the storage (a warning, never a stop)."""
     token = config.auth.token
     new_key = config.auth.mode == "token" and token.builtin and not os.path.lexists(token.key_file)
-    auth_commands.check_auth_or_exit(config)
+    if config.auth.mode != "none":
+        from registry.auth import commands as auth_commands
+
+        auth_commands.check_auth_or_exit(config)
     if config.storage.driver == "filesystem":
         root = os.path.abspath(config.storage.filesystem.rootdirectory)
         os.makedirs(root, exist_ok=True)  # preflight found it creatable
@@ -75,7 +73,9 @@ def serve(args: argparse.Namespace) -> None:
     server.run(config)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(serve_only: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``serve_only`` leaves the maintenance commands out, and with them
+    what they import: the process that supervises the workers stays small."""
     parser = argparse.ArgumentParser(prog="registry", description=__doc__)
     parser.add_argument("--version", action="version", version=f"registry {registry_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,17 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     p.set_defaults(func=serve)
-    ops_commands.add_commands(commands)
-    gc_command.add_command(commands)
-    usage_command.add_command(commands)
-    events_command.add_command(commands)
-    replicate_command.add_command(commands)
-    auth_commands.add_commands(commands)
+    if not serve_only:
+        # Imported here: the supervisor of the workers (``serve``) loads none of them.
+        from registry import ops_commands
+        from registry.auth import commands as auth_commands
+        from registry.events import command as events_command
+        from registry.gc import command as gc_command
+        from registry.policy import command as usage_command
+        from registry.replication import command as replicate_command
+
+        ops_commands.add_commands(commands)
+        gc_command.add_command(commands)
+        usage_command.add_command(commands)
+        events_command.add_command(commands)
+        replicate_command.add_command(commands)
+        auth_commands.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(serve_only=argv[:1] == ["serve"]).parse_args(argv)
     args.func(args)
 
 

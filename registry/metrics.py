@@ -118,13 +118,14 @@ class MetricsMiddleware:
                 UPLOADS_IN_PROGRESS.dec()
             stats: RequestStats = scope["state"]["stats"]
             route = route_label(scope)
+            series = _request_series(method, route)
             # No response started: the exception went on to the server error handler.
-            REQUESTS.labels(method, route, str(stats.status or 500)).inc()
-            REQUEST_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            _request_counter(method, route, stats.status or 500).inc()
+            series[0].observe(time.perf_counter() - started)
             if stats.bytes_in:
-                BYTES_IN.labels(method, route).inc(stats.bytes_in)
+                series[1].inc(stats.bytes_in)
             if stats.bytes_out:
-                BYTES_OUT.labels(method, route).inc(stats.bytes_out)
+                series[2].inc(stats.bytes_out)
 
 
 def render() -> bytes:
@@ -151,6 +152,22 @@ def observe_storage(driver: str, operation: str, seconds: float, failed: bool) -
     duration.observe(seconds)
     if failed:
         errors.inc()
+
+
+# Looking a labelled child up costs more than counting into it; the labels are few (the
+# methods, the route templates, the statuses), so the children are kept.
+@functools.cache
+def _request_series(method: str, route: str) -> tuple[Any, Any, Any]:
+    return (
+        REQUEST_DURATION.labels(method, route),
+        BYTES_IN.labels(method, route),
+        BYTES_OUT.labels(method, route),
+    )
+
+
+@functools.cache
+def _request_counter(method: str, route: str, status: int) -> Any:
+    return REQUESTS.labels(method, route, str(status))
 
 
 @functools.cache

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from registry.auth.tokens import load_or_create_signing_key, read_jwks_file, read_pem_file
 from registry.config import AuthConfig, Config, HttpConfig, StorageConfig
 from registry.remote.settings import RemoteSettings
 from storage_backends.factory import open_driver
@@ -138,6 +137,9 @@ def _auth_files(auth: AuthConfig) -> list[Finding]:
             found.append(read)
     if auth.mode != "token":
         return found
+    # Loaded in token mode only: JWT and X.509 support cost every process some 10 MiB.
+    from registry.auth.tokens import read_jwks_file, read_pem_file
+
     token = auth.token
     if token.builtin:
         found += _signing_key(token.key_file, token.algorithm)
@@ -194,6 +196,8 @@ def _remote_files(config: Config) -> list[Finding]:
 
 
 def _signing_key(path: str, algorithm: str) -> list[Finding]:
+    from registry.auth.tokens import load_or_create_signing_key
+
     loc: Loc = ("auth", "token", "key_file")
     if not os.path.lexists(path):
         problem = _not_creatable(path)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+ZERO_COPY = "http.response.zerocopysend"  # registry/zerocopy.py
 log = logging.getLogger("registry.access")
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -75,6 +76,8 @@ class RequestLogMiddleware:
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 stats.bytes_out += len(message.get("body", b""))
+            elif message["type"] == ZERO_COPY:  # a file the server sends (blob pulls)
+                stats.bytes_out += message.get("count") or 0
             await send(message)
 
         try:
@@ -105,7 +108,7 @@ def _request_id(scope: Scope) -> bytes:
     for key, value in scope.get("headers", []):
         if key == REQUEST_ID_HEADER and _SAFE_ID.match(value):
             return bytes(value)
-    return uuid.uuid4().hex.encode()
+    return os.urandom(16).hex().encode()  # what uuid4().hex looks like, at a third of the cost
 
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators.

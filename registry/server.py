@@ -8,8 +8,12 @@ bytes held by the HTTP parser are bounded only there. The subclass also recognis
 ClientHello on a plain-HTTP port (podman and skopeo try HTTPS first) and says what it
 means once, instead of uvicorn's "Invalid HTTP request received." on every call.
 
-The request body path is untouched: ``on_body`` and the flow control are uvicorn's, and
-``registry.app`` raises their high-water mark for fast pushes.
+Request bodies: uvicorn appends every piece the socket delivers to one buffer and copies
+it out whole at each ``receive``, two copies of every byte pushed. Here the pieces wait in
+a queue and ``receive`` hands them out one by one as they came, with reading paused while
+``BODY_HIGH_WATER`` bytes wait (back-pressure on the client; memory per upload bounded).
+On plain HTTP the protocol also offers ASGI's zero-copy send, which blob pulls use
+(registry/zerocopy.py).
 """
 
 from __future__ import annotations
@@ -18,23 +22,29 @@ import asyncio
 import functools
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from registry.config import Config
-from registry.request_log import uvicorn_log_config
+from registry.request_log import ZERO_COPY, uvicorn_log_config
+from registry.zerocopy import ZeroCopyCycle
 
 log = logging.getLogger("registry.http")
 
 # How long a refused connection may keep sending before it is closed: closing at once
 # with unread bytes would reset it, and the client would never read the refusal.
 LINGER_SECONDS = 2.0
+# Request body bytes received and not yet taken by the application before reading pauses;
+# it resumes below half of it. Blob pushes gather about as much before a write and hash
+# step (store/uploads.py), so this lets the next step's bytes arrive meanwhile.
+BODY_HIGH_WATER = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,104 @@ class _TimedFlowControl(FlowControl):
         super().resume_reading()
 
 
+class _HeldWrites:
+    """A cycle's transport that keeps what uvicorn writes for a response head until the
+    body's first write, so that a small response leaves in one write: one system call
+    and one TCP segment instead of two. The cycle flushes it after every other message."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.raw = transport
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._held.append(data)
+
+    def flush(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self.raw.writelines(held)  # uvloop: one writev
+
+    def close(self) -> None:
+        self.flush()
+        self.raw.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class RegistryCycle(ZeroCopyCycle):
+    """uvicorn's request/response cycle with the zero-copy send, and a request body kept
+    as the pieces it arrived in."""
+
+    pieces: deque[bytes]
+    queued: int  # bytes in pieces
+    body_given: bool  # the body's last message was returned: receive waits for the end
+    http10_keep_alive: bool  # an HTTP/1.0 client asked to keep the connection
+
+    @classmethod
+    def adopt(cls, cycle: RequestResponseCycle, http10_keep_alive: bool) -> RegistryCycle:
+        # uvicorn builds its cycle by name in on_headers_complete; this makes it one of
+        # ours (the same object, so the task already made for it calls our methods).
+        cycle.__class__ = cls
+        adopted = cast(RegistryCycle, cycle)
+        adopted.pieces = deque()
+        adopted.queued = 0
+        adopted.body_given = False
+        adopted.http10_keep_alive = http10_keep_alive
+        if http10_keep_alive:
+            adopted.keep_alive = True
+        adopted.transport = cast(asyncio.Transport, _HeldWrites(adopted.transport))
+        return adopted
+
+    async def send(self, message: Any) -> None:
+        if self.http10_keep_alive and message["type"] == "http.response.start":
+            # HTTP/1.0 keeps a connection only when asked and told, and only for a body
+            # of known length (uvicorn closes every HTTP/1.0 connection: ab, for one,
+            # then measures a TCP handshake per request).
+            headers = list(message.get("headers", ()))
+            if any(name.lower() == b"content-length" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"connection", b"keep-alive")]}
+            else:
+                self.keep_alive = False
+        held = cast(_HeldWrites, self.transport)
+        if message["type"] == ZERO_COPY:
+            held.flush()  # the head goes before the file
+        await super().send(message)
+        if message["type"] != "http.response.start":
+            held.flush()
+
+    def add_piece(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.queued += len(piece)
+        if self.queued > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        self.message_event.set()
+
+    async def receive(self) -> Any:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            cast(_HeldWrites, self.transport).raw.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        # As uvicorn: wait for a piece or the end of the body; once the body is given,
+        # wait for the end of the response or of the connection.
+        while not (self.disconnected or self.response_complete) and (
+            self.body_given or not (self.pieces or not self.more_body)
+        ):
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body = b""
+        if self.pieces:
+            body = self.pieces.popleft()
+            self.queued -= len(body)
+            if self.queued <= BODY_HIGH_WATER // 2:
+                self.flow.resume_reading()
+        more = self.more_body or bool(self.pieces)
+        self.body_given = not more
+        return {"type": "http.request", "body": body, "more_body": more}
+
+
 class RegistryHttpProtocol(HttpToolsProtocol):
     tls_probe_seen = False  # per process: the first TLS probe is explained at INFO
 
@@ -114,6 +222,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
+        if isinstance(self.cycle, RegistryCycle):
+            self.cycle.connection_lost()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -167,6 +277,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self.scheme == "http":
+            self.scope["extensions"] = {ZERO_COPY: {}}
         self._in_head = True
         self._heads += 1
         self._head_size = 0
@@ -194,6 +306,17 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._reading_body = True  # until on_message_complete, which may follow at once
         super().on_headers_complete()
+        if type(self.cycle) is RequestResponseCycle:
+            http10_keep_alive = (
+                self.scope["http_version"] == "1.0" and self.parser.should_keep_alive()
+            )
+            RegistryCycle.adopt(self.cycle, http10_keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cast(RegistryCycle, cycle).add_piece(body)
 
     def on_message_complete(self) -> None:
         self._reading_body = False

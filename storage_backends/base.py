@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 class StorageError(Exception):
@@ -69,6 +69,14 @@ class FileWriter(Protocol):
     async def cancel(self) -> None:
         """Discard everything written at this path."""
         ...
+
+
+@runtime_checkable
+class GatheringWriter(Protocol):
+    """A writer that takes several pieces in one call (the filesystem's writev): a push
+    hands over what it gathered without joining it first. Optional."""
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None: ...
 
 
 @runtime_checkable
@@ -136,3 +144,14 @@ class Driver(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A driver whose files are local files can open one, so that the server sends it
+    straight from the file to the socket (sendfile). Optional: other drivers stream."""
+
+    async def open_file(self, path: str) -> BinaryIO:
+        """The file at ``path`` open for reading (the caller closes it); raises
+        PathNotFoundError when nothing is stored there."""
+        ...

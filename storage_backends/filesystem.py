@@ -2,9 +2,12 @@
 
 Small operations (links, session state, manifests; a few hundred bytes each) run
 directly on the event loop: on a local disk they take microseconds, far less than a hop
-to a thread. Blob data streams through aiofiles' thread pool in large chunks. Every
-replacement is a write to a temporary file under ``<root>/.tmp`` followed by
-``os.replace``, so a reader sees the old file or the new one, never a part.
+to a thread. Blob data moves in threads (the default executor), a block per hop:
+``write_pieces`` writes what a push gathered with one ``writev`` (no join), ``read``
+reads 1 MiB at a time with one read ahead, and GETs of blobs do not read at all: they
+``open_file`` and the server sends the file (registry/zerocopy.py). Every replacement is
+a write to a temporary file under ``<root>/.tmp`` followed by ``os.replace``, so a reader
+sees the old file or the new one, never a part.
 """
 
 from __future__ import annotations
@@ -21,16 +24,53 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-import aiofiles
+from storage_backends.base import FileInfo, PathNotFoundError, StorageError
 
-from storage_backends.base import FileInfo, PathNotFoundError
-
-READ_CHUNK = 4 << 20  # 4 MiB reads: as fast as distribution's sendfile on pulls
+# Streamed reads (what is not sent with sendfile: TLS): small enough that a transfer in
+# flight holds a few MiB at most (this, the read ahead, what the socket has not taken).
+READ_CHUNK = 256 << 10
 # delete_many unlinks up to this many files on the event loop, like other small
 # operations; more would hold the loop for milliseconds, so they go to a thread.
 INLINE_UNLINKS = 64
+# A put of at most this many bytes that the file holds already only refreshes its
+# modification time (what a rewrite would do for readers, who see the same bytes): no
+# temporary file, and no replacing rename, which on ext4 flushes the new file
+# (auto_da_alloc) -- milliseconds on a busy disk, for a link rewritten with its digest.
+SAME_CONTENT_MAX = 4096
+# A write of at most this much goes to the page cache from the event loop, like the
+# small files: a hop to a thread and back costs more (a 4 KiB layer, a chunk's tail).
+INLINE_WRITE = 64 * 1024
+# Unlinking a file frees its pages: above this size, in a thread, not on the loop.
+INLINE_UNLINK_SIZE = 1 << 20
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    """Write every byte of ``pieces`` in order: writev, again after a short write."""
+    views = [memoryview(p) for p in pieces if p]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+
+
+def _refresh_if_same(path: str, data: bytes) -> bool:
+    """If the file at ``path`` holds exactly ``data``, touch it and say so."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if f.read(len(data) + 1) != data:
+                return False
+        os.utime(path)
+    except OSError:  # missing (perhaps deleted meanwhile), a folder: write it
+        return False
+    return True
+
+
 # A large directory's sorted names are kept while the directory is unchanged, so that a
 # page of it (a repository's 5,000 tags) costs a stat and the page, not a listing and a
 # sort of everything. They are trusted only when the directory was last modified more
@@ -71,19 +111,32 @@ class _SortedListings:
 
 
 class FilesystemWriter:
-    def __init__(self, fh: Any, path: Path, size: int) -> None:
-        self._fh = fh
+    def __init__(self, fd: int, path: Path, size: int) -> None:
+        self._fd = fd
         self._path = path
         self._size = size
         self._closed = False
+        self._writing: asyncio.Future[None] | None = None
 
     @property
     def size(self) -> int:
         return self._size
 
     async def write(self, data: bytes) -> None:
-        await self._fh.write(data)
-        self._size += len(data)
+        await self.write_pieces((data,))
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        if self._closed:  # its descriptor may be another file's by now
+            raise StorageError(f"writer for {self._path} is closed")
+        size = sum(map(len, pieces))
+        if size <= INLINE_WRITE:
+            _write_all(self._fd, pieces)  # see the module doc: small operations
+            self._size += size
+            return
+        loop = asyncio.get_running_loop()
+        self._writing = loop.run_in_executor(None, _write_all, self._fd, pieces)
+        await self._writing
+        self._size += size
 
     async def commit(self) -> None:
         await self.close()
@@ -91,7 +144,12 @@ class FilesystemWriter:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._fh.close()
+            writing, fd = self._writing, self._fd
+            if writing is not None and not writing.done():
+                # A cancelled caller left a write running in its thread: close after it.
+                writing.add_done_callback(lambda _: os.close(fd))
+            else:
+                os.close(fd)
 
     async def cancel(self) -> None:
         await self.close()
@@ -105,6 +163,7 @@ class FilesystemDriver:
         self.root = Path(root).resolve()
         self._prefix = f"{self.root}{os.sep}"
         self._tmp = self.root / ".tmp"
+        self._tmp_prefix = f"{self._tmp}{os.sep}"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._listings = _SortedListings()
 
@@ -117,65 +176,81 @@ class FilesystemDriver:
 
     async def get(self, path: str) -> bytes:
         try:
-            with open(self._full_str(path), "rb") as f:  # noqa: ASYNC230 -- see module doc
-                return f.read()
+            # Unbuffered: a buffered file asks whether it is a terminal, then seeks.
+            with open(self._full_str(path), "rb", buffering=0) as f:  # noqa: ASYNC230
+                return f.readall()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFoundError(path) from None
 
     async def put(self, path: str, data: bytes) -> None:
-        full = self._full(path)
-        tmp = self._tmp / uuid.uuid4().hex
-        tmp.write_bytes(data)
+        full = self._prefix + path
+        if len(data) <= SAME_CONTENT_MAX and _refresh_if_same(full, data):
+            return
+        tmp = f"{self._tmp_prefix}{os.urandom(16).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            full.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, full)
+            _write_all(fd, (data,))
+        finally:
+            os.close(fd)
+        try:
+            try:
+                os.replace(tmp, full)
+            except FileNotFoundError:  # the first file of its folder
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                os.replace(tmp, full)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
     async def read(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        full = self._full(path)
         try:
-            fh = await aiofiles.open(full, "rb")
+            fd = os.open(self._full_str(path), os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFoundError(path) from None
+        loop = asyncio.get_running_loop()
+        end = None if length is None else offset + length
         # Read ahead: the next chunk is read in a thread while the caller sends this one.
         pending: asyncio.Future[bytes] | None = None
         try:
-            if offset:
-                await fh.seek(offset)
-            remaining = length
 
-            def next_read() -> asyncio.Future[bytes] | None:
-                if remaining is not None and remaining <= 0:
-                    return None
-                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                return asyncio.ensure_future(fh.read(want))
+            def next_read(at: int) -> asyncio.Future[bytes] | None:
+                want = READ_CHUNK if end is None else min(READ_CHUNK, end - at)
+                return None if want <= 0 else loop.run_in_executor(None, os.pread, fd, want, at)
 
-            pending = next_read()
+            pending = next_read(offset)
             while pending is not None:
                 chunk = await pending
                 pending = None
                 if not chunk:
                     break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                pending = next_read()
+                offset += len(chunk)
+                pending = next_read(offset)
                 yield chunk
         finally:
             if pending is not None:  # the caller stopped early: let the read finish
                 with contextlib.suppress(Exception):
                     await pending
-            await fh.close()
+            os.close(fd)
+
+    async def open_file(self, path: str) -> BinaryIO:
+        try:
+            return open(self._full_str(path), "rb", buffering=0)  # noqa: ASYNC230
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise PathNotFoundError(path) from None
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
-        full = self._full(path)
-        full.parent.mkdir(parents=True, exist_ok=True)
-        fh = await aiofiles.open(full, "ab" if append else "wb")
-        size = os.fstat(fh.fileno()).st_size if append else 0
-        return FilesystemWriter(fh, full, size)
+        full = self._prefix + path
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            fd = os.open(full, flags, 0o666)
+        except FileNotFoundError:  # the first file of its folder
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            fd = os.open(full, flags, 0o666)
+        size = os.fstat(fd).st_size if append else 0
+        return FilesystemWriter(fd, Path(full), size)
 
     async def stat(self, path: str) -> FileInfo:
         try:
@@ -193,11 +268,12 @@ class FilesystemDriver:
         limit: int | None = None,
         recursive: bool = False,
     ) -> list[str]:
-        base = self.root / prefix
         if recursive:
-            return await asyncio.to_thread(_walk_files, base, start_after, limit, self._listings)
+            return await asyncio.to_thread(
+                _walk_files, self.root / prefix, start_after, limit, self._listings
+            )
         try:
-            names = self._listings.names(str(base))
+            names = self._listings.names(self._prefix + prefix)
         except (FileNotFoundError, NotADirectoryError):
             return []
         start = 0 if start_after is None else bisect.bisect_right(names, start_after)
@@ -205,9 +281,14 @@ class FilesystemDriver:
 
     async def move(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
-        d.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(s, d)
+            try:
+                os.replace(s, d)
+            except FileNotFoundError:
+                if not s.exists():
+                    raise
+                d.parent.mkdir(parents=True, exist_ok=True)  # the first file of its folder
+                os.replace(s, d)
         except (FileNotFoundError, NotADirectoryError):
             if not s.exists():
                 raise PathNotFoundError(src) from None
@@ -216,7 +297,10 @@ class FilesystemDriver:
     async def delete(self, path: str) -> None:
         full = self._full(path)
         try:
-            full.unlink()
+            if os.stat(full).st_size > INLINE_UNLINK_SIZE:
+                await asyncio.to_thread(full.unlink)
+            else:
+                full.unlink()
         except (FileNotFoundError, NotADirectoryError):
             pass
         except IsADirectoryError:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from starlette.requests import Request
 
@@ -39,20 +39,15 @@ from registry.auth.access import (
     scope_covers,
 )
 from registry.auth.identities import LoginThrottle, Throttled, User, UserDirectory
-from registry.auth.tokens import (
-    KeyRing,
-    TokenError,
-    TokenIssuer,
-    TokenVerifier,
-    load_or_create_signing_key,
-    read_jwks_file,
-    read_pem_file,
-)
 from registry.config import AuthConfig
 from registry.errors import RegistryError
 from registry.reference import check_name, is_valid_name
 from registry.store import RegistryStore
 from registry.store.login_attempts import LoginAttempts
+
+if TYPE_CHECKING:
+    # Token mode only: JWT and X.509 cost a worker some 10 MiB, loaded when configured.
+    from registry.auth.tokens import TokenIssuer, TokenVerifier
 
 log = logging.getLogger("registry.auth")
 
@@ -340,6 +335,8 @@ class Authorizer:
                 self.bearer_challenge(request, needed),
                 quiet=not header,
             )
+        from registry.auth.tokens import TokenError
+
         try:
             claims = self.token.verifier.verify_access(value.strip())
         except TokenError as exc:
@@ -513,6 +510,15 @@ def policy_from_config(auth: AuthConfig) -> Policy:
 
 
 def _token_settings(auth: AuthConfig) -> TokenSettings:
+    from registry.auth.tokens import (
+        KeyRing,
+        TokenIssuer,
+        TokenVerifier,
+        load_or_create_signing_key,
+        read_jwks_file,
+        read_pem_file,
+    )
+
     t = auth.token
     ring = KeyRing()
     for path in t.trusted_keys:

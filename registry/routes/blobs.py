@@ -10,6 +10,7 @@ from registry import events
 from registry.proxy.handlers import proxied_blob
 from registry.reference import parse_digest, parse_range
 from registry.routes.params import check_delete_enabled, repository, store_of
+from registry.zerocopy import FileSendResponse, offers_zero_copy
 
 router = APIRouter()
 
@@ -43,6 +44,12 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    if offers_zero_copy(request.scope):
+        file = await store.blobs.open_file(name, d)
+        if file is not None:
+            return FileSendResponse(
+                file, start, length, status, headers, media_type="application/octet-stream"
+            )
     return StreamingResponse(
         await store.blobs.stream(name, d, start, length),
         status_code=status,

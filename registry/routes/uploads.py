@@ -75,9 +75,8 @@ async def _append(
     blob is committed next (its reservation ends there)."""
     settled = False
     try:
-        size = await store.uploads.append(
-            name, state, _quota_limited(request, name, state), _chunk_start(request)
-        )
+        body = await _quota_limited(request, store, name, state)
+        size = await store.uploads.append(name, state, body, _chunk_start(request))
         settled = last
         return size
     except UploadOffsetError as exc:
@@ -88,28 +87,34 @@ async def _append(
         ) from None
     finally:
         if not settled:
-            await _quota_settle(request, name, state)
+            await _quota_settle(request, store, name, state)
 
 
 # ---- Quota hook points (registry/policy/quotas.py): bytes are reserved before they are
 # stored, and a session's reservation ends with the session. Nothing here without quotas.
 
 
-def _quota_limited(request: Request, name: str, state: UploadState) -> AsyncIterator[bytes]:
+async def _quota_limited(
+    request: Request, store: RegistryStore, name: str, state: UploadState
+) -> AsyncIterator[bytes]:
     """The request body, its bytes reserved against the quotas before they pass."""
     guard = quota_guard(request)
     if guard is None:
         return request.stream()
     length = request.headers.get("content-length", "").strip()
     declared = int(length) if length.isdigit() else None
-    return guard.limit(name, state.upload_id, request.stream(), state.offset, declared)
+    stored = await store.uploads.size(name, state)
+    return guard.limit(name, state.upload_id, request.stream(), stored, declared)
 
 
-async def _quota_settle(request: Request, name: str, state: UploadState) -> None:
+async def _quota_settle(
+    request: Request, store: RegistryStore, name: str, state: UploadState
+) -> None:
     """After a request of the session: it holds what it stores now."""
     guard = quota_guard(request)
     if guard is not None:
-        await guard.settle_session(name, state.upload_id, state.offset)
+        stored = await store.uploads.size(name, state)
+        await guard.settle_session(name, state.upload_id, stored)
 
 
 async def _quota_commit(
@@ -129,7 +134,8 @@ async def _quota_commit(
         return
     try:
         if not reserved:
-            await guard.ensure_session(name, state.upload_id, state.offset)
+            stored = await store.uploads.size(name, state)
+            await guard.ensure_session(name, state.upload_id, stored)
         with guard.covering(state.upload_id):
             await _commit(store, name, state, digest)
     finally:

@@ -13,6 +13,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from registry import errors
 from registry.errors import RegistryError
@@ -22,7 +23,7 @@ from registry.store.catalog import Catalog
 from registry.store.changes import BlobMounted, BlobPushed, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
 from registry.store.read_cache import ReadCache
-from storage_backends import Driver, PathNotFoundError
+from storage_backends import Driver, LocalFiles, PathNotFoundError
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,23 @@ class BlobStore:
             first = await anext(chunks, b"")
         except PathNotFoundError:
             self._cache.forget_link(name, digest)
+            self._cache.forget_link(name, digest)
             self._cache.forget_blob(digest)
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
         return _after(first, chunks)
+
+    async def open_file(self, name: str, digest: Digest) -> BinaryIO | None:
+        """The blob's data as an open local file (the caller closes it), when the storage
+        keeps blobs as local files: the server then sends it with sendfile. None when it
+        does not; BLOB_UNKNOWN when the blob is gone (a collector ran since ``stat``)."""
+        if not isinstance(self._driver, LocalFiles):
+            return None
+        try:
+            return await self._driver.open_file(layout.blob_data(digest))
+        except PathNotFoundError:
+            self._cache.forget_link(name, digest)
+            self._cache.forget_blob(digest)
+            raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
 
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where a GET of the blob should be redirected to fetch it from the storage

@@ -13,7 +13,12 @@
     repositories/<name>/_manifests/tags/<tag>             tag -> manifest digest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>-<h>  descriptor of a referrer of <hex>
     repositories/<name>/_uploads/<id>/data                upload session bytes
-    repositories/<name>/_uploads/<id>/state               upload session state (JSON)
+    repositories/<name>/_uploads/<id>/state               upload session: when it started
+                                                          (JSON)
+    repositories/<name>/_uploads/<id>/sha256-<offset>     SHA-256 (hex) of the session's
+                                                          first <offset> bytes; empty when
+                                                          not known (one per request: a new
+                                                          file, never a replaced one)
     catalog/<name>!                                       one marker per repository
     uploading/<name>!                                     marker: <name> has had upload
                                                           sessions (the collector purges
@@ -246,6 +251,13 @@ def upload_data(name: str, upload_id: str) -> str:
 
 def upload_state(name: str, upload_id: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/state"
+
+
+UPLOAD_PROGRESS = "sha256-"
+
+
+def upload_progress(name: str, upload_id: str, offset: int) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/{UPLOAD_PROGRESS}{offset}"
 
 
 def catalog_marker(name: str) -> str:

@@ -1,32 +1,39 @@
 """Upload sessions, kept in storage so any worker process or replica can continue them.
 
-A session is ``_uploads/<id>/state`` (JSON: when it started, and the SHA-256 of the
-bytes so far with the offset it is valid for) and, once it holds more than
-``INLINE_MAX`` bytes, ``_uploads/<id>/data`` (the bytes so far, an appendable driver
-file). Until then the bytes follow the JSON in the state file, so that a small blob --
-most configs and many layers -- costs one small write per request and is stored at its
-address when it is committed, with no data file to write, move and delete (on S3
-eleven requests instead of twenty-two for docker's POST, PATCH, PUT). A data file that
-a request crashing while it moved the bytes there left beside such a state is never
-read: the next move starts the file afresh, and the commit deletes the whole session.
-A whole blob small enough to hold pushed in one request (``push``) needs no session at
-all.
+A session is ``_uploads/<id>/state``: a JSON head (when it started; whether the session
+still holds its bytes inline) followed, while it holds at most ``INLINE_MAX`` bytes, by
+those bytes. A small blob -- most configs and many layers -- so costs one small write per
+request and is stored at its address when it is committed, with no data file to write,
+move and delete (on S3 eleven requests instead of twenty-two for docker's POST, PATCH,
+PUT). A whole blob small enough to hold, pushed in one request (``push``), needs no
+session at all.
 
-The running digest: hashlib cannot serialise a hash's internal state, so
+A session that outgrows ``INLINE_MAX`` rewrites its state once (no longer inline) and
+then keeps ``_uploads/<id>/data`` (the bytes so far, an appendable driver file) and,
+after every request that added bytes, ``_uploads/<id>/sha256-<offset>``: the SHA-256 of
+the first <offset> bytes, or nothing when it is not known. Progress goes to a new file
+each time rather than rewriting the state: replacing a file that exists costs a flush of
+the new one on ext4 (auto_da_alloc), milliseconds on a busy disk, on every PATCH. The
+newest of these files says when the session was last active (expiry). The state is
+rewritten before the data file is begun, so a data file is only ever appended to and
+every progress file names a prefix of it.
+
+The running digest of a data file: hashlib cannot serialise a hash's internal state, so
 
 * while a session's chunks keep arriving at one process, that process keeps the live
   hasher in a small LRU cache and continues it;
-* after every request the hex digest of the bytes so far is written to the state, so
-  the common ``PATCH`` (whole body) then ``PUT ?digest=`` (empty) finishes on any
-  worker without reading the data again;
+* after every request the hex digest of the bytes so far is written, so the common
+  ``PATCH`` (whole body) then ``PUT ?digest=`` (empty) finishes on any worker without
+  reading the data again;
 * when a chunk lands on a process without the live hasher, it is appended unhashed and
-  the state forgets the digest; the final ``PUT`` then re-hashes the stored data once.
+  its progress file is empty; the final ``PUT`` then re-hashes the stored data once.
   Data is hashed at most twice, and only in that case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -44,10 +51,11 @@ from registry.store import layout
 from registry.store.blobs import BlobInfo, BlobStore
 from registry.store.changes import BlobPushed, Changes
 from registry.store.claims import BlobBusyError, Claims
-from storage_backends import Driver, FileWriter, PathNotFoundError
+from storage_backends import Driver, FileWriter, GatheringWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-BLOCK = 4 * 1024 * 1024  # bytes gathered before one write+hash step
+BLOCK = 2 * 1024 * 1024  # bytes gathered before one write+hash step
+INLINE_HASH = 64 * 1024  # a step this small is hashed on the event loop
 INLINE_MAX = 256 * 1024  # bytes a session keeps in its state file, before a data file
 _CACHE_SIZE = 256
 
@@ -66,8 +74,11 @@ class UploadOffsetError(Exception):
 class UploadState:
     upload_id: str
     started_at: float
+    # What the session held when its state was written: its bytes while inline; for a
+    # data-file session the data file says (``UploadStore.size``). ``sha256`` is the
+    # digest of data[:offset] as sessions of earlier versions kept it.
     offset: int = 0
-    sha256: str | None = None  # hex digest of data[:offset], when known
+    sha256: str | None = None
     # The bytes so far while the session has no data file; None once it has one.
     inline: bytes | None = b""
 
@@ -118,23 +129,59 @@ class _Hashers:
         self._items.pop(upload_id, None)
 
 
-async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any | None) -> int:
+class _RunningHash:
+    """An upload's hasher, counting what it took: the hasher is kept for the session's
+    next chunk only when it took exactly the bytes the file gained (a failed or cut-off
+    write must not leave a hash of bytes the file lacks, which could verify content
+    that is not stored)."""
+
+    def __init__(self, hasher: Any) -> None:
+        self.hasher = hasher
+        self.hashed = 0
+        self.last: asyncio.Future[None] | None = None  # the latest update (in a thread)
+
+    def update(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.hasher.update(piece)
+            self.hashed += len(piece)
+
+    @property
+    def settled(self) -> bool:
+        return self.last is None or self.last.done()
+
+
+async def _write_pieces(writer: FileWriter, pieces: list[bytes]) -> None:
+    if isinstance(writer, GatheringWriter):
+        await writer.write_pieces(pieces)  # one writev: no join
+    else:
+        block = pieces[0] if len(pieces) == 1 else await asyncio.to_thread(b"".join, pieces)
+        await writer.write(block)
+
+
+async def _ingest(
+    stream: AsyncIterator[bytes], writer: FileWriter, hasher: _RunningHash | None
+) -> int:
     """Copy ``stream`` to ``writer`` in BLOCK-sized steps, hashing as the bytes pass.
 
-    The event loop only collects the received pieces: joining them into a block, and the
-    write and the hash of that block, run in threads (all release the GIL) while the
-    loop receives the next block. Memory stays at about two blocks."""
+    The event loop only collects the pieces the server received; the write of a block
+    and its hash run in two threads (both release the GIL) while the loop collects the
+    next block. Memory per upload: about two blocks, and what the server lets wait
+    unread (registry/server.py, BODY_HIGH_WATER)."""
+    loop = asyncio.get_running_loop()
     received = 0
     parts: list[bytes] = []
     gathered = 0
     pending: asyncio.Future[Any] | None = None
 
-    async def step(pieces: list[bytes]) -> None:
-        block = pieces[0] if len(pieces) == 1 else await asyncio.to_thread(b"".join, pieces)
+    async def step(pieces: list[bytes], size: int) -> None:
         if hasher is None:
-            await writer.write(block)
+            await _write_pieces(writer, pieces)
+        elif size <= INLINE_HASH:
+            hasher.update(pieces)  # microseconds: less than a hop to a thread and back
+            await _write_pieces(writer, pieces)
         else:
-            await asyncio.gather(writer.write(block), asyncio.to_thread(hasher.update, block))
+            hasher.last = loop.run_in_executor(None, hasher.update, pieces)
+            await asyncio.gather(_write_pieces(writer, pieces), hasher.last)
 
     try:
         async for chunk in stream:
@@ -146,7 +193,7 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
             if gathered >= BLOCK:
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(step(parts))
+                pending = asyncio.ensure_future(step(parts, gathered))
                 parts = []
                 gathered = 0
     finally:
@@ -155,7 +202,7 @@ async def _ingest(stream: AsyncIterator[bytes], writer: FileWriter, hasher: Any 
         if pending is not None:
             await pending
         if parts:
-            await step(parts)
+            await step(parts, gathered)
     return received
 
 
@@ -259,9 +306,10 @@ class UploadStore:
         start: int | None = None,
         fresh: bool = False,
     ) -> int:
-        """Append to the session's data file; ``fresh``: start it anew."""
-        data = layout.upload_data(name, state.upload_id)
-        writer = await self._driver.writer(data, append=not fresh)
+        """Append to the session's data file; ``fresh``: begin it."""
+        writer = await self._driver.writer(
+            layout.upload_data(name, state.upload_id), append=not fresh
+        )
         try:
             size = writer.size
             if start is not None and start != size:
@@ -269,21 +317,28 @@ class UploadStore:
             hasher = self._hashers.take(state.upload_id, size)
             if hasher is None and size == 0:
                 hasher = hashlib.sha256()
+            running = None if hasher is None else _RunningHash(hasher)
             try:
-                await _ingest(stream, writer, hasher)
+                await _ingest(stream, writer, running)
             finally:
                 await writer.close()
+                gained = writer.size - size
                 state.offset = writer.size
-                if hasher is not None:
-                    self._hashers.keep(state.upload_id, state.offset, hasher)
-                    state.sha256 = hasher.copy().hexdigest()
+                if gained:
+                    state.sha256 = None  # a digest kept by an earlier version: of less
+                hexdigest = ""
+                if running is not None and running.settled and running.hashed == gained:
+                    self._hashers.keep(state.upload_id, writer.size, running.hasher)
+                    hexdigest = running.hasher.copy().hexdigest()
                 else:
-                    state.sha256 = None
-                await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
+                    self._hashers.drop(state.upload_id)
+                if gained:
+                    progress = layout.upload_progress(name, state.upload_id, writer.size)
+                    await self._driver.put(progress, hexdigest.encode())
         except BaseException:
             await writer.close()
             raise
-        return state.offset
+        return writer.size
 
     async def _append_inline(
         self, name: str, state: UploadState, stream: AsyncIterator[bytes], start: int | None
@@ -304,9 +359,11 @@ class UploadStore:
         if ended:
             await self._save_inline(name, state, b"".join(parts))
             return state.offset
-        # Too much to hold: from now on the bytes are in a data file, begun afresh (one
-        # a crashed request left is never continued); the state says so when written.
-        state.inline = None
+        # Too much to hold: from now on the bytes are in a data file. The state says so
+        # first (a crash before the data file has them leaves a session that holds
+        # less, and says so), then the file is begun with what was held.
+        state.inline, state.offset, state.sha256 = None, 0, None
+        await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         return await self._append_file(name, state, _prefixed(parts, chunks), fresh=True)
 
     async def _save_inline(self, name: str, state: UploadState, data: bytes) -> None:
@@ -348,10 +405,12 @@ class UploadStore:
             hasher = self._hashers.take(state.upload_id, size)
             if hasher is not None:
                 hexdigest = hasher.hexdigest()
-            elif state.offset == size and state.sha256 is not None:
-                hexdigest = state.sha256
             elif size == 0:
                 hexdigest = hashlib.sha256().hexdigest()
+            elif state.offset == size and state.sha256 is not None:
+                hexdigest = state.sha256
+            else:
+                hexdigest = await self._progress(name, state.upload_id, size)
         if hexdigest is None:
             hexdigest = await self.blobs.compute_digest(data, digest.algorithm)
         try:
@@ -418,6 +477,14 @@ class UploadStore:
             )
         return BlobInfo(digest, size)
 
+    async def _progress(self, name: str, upload_id: str, offset: int) -> str | None:
+        """The hex SHA-256 of the session's first ``offset`` bytes, if a request wrote it."""
+        try:
+            raw = await self._driver.get(layout.upload_progress(name, upload_id, offset))
+        except PathNotFoundError:
+            return None
+        return raw.decode() if re.fullmatch(rb"[0-9a-f]{64}", raw) else None
+
     async def cancel(self, name: str, upload_id: str) -> None:
         self._hashers.drop(upload_id)
         await self._driver.delete(layout.upload_dir(name, upload_id))
@@ -433,17 +500,29 @@ class UploadStore:
         return [n for n in names if is_valid_name(n)]
 
     async def expired_ids(self, name: str, older_than: float) -> list[str]:
-        """The sessions of ``name`` not touched since ``older_than`` (storage time)."""
+        """The sessions of ``name`` not touched since ``older_than`` (storage time): their
+        state and their newest progress file are older."""
         expired = []
         for upload_id in await self.list_ids(name):
-            try:
-                info = await self._driver.stat(layout.upload_state(name, upload_id))
-                modified = info.modified
-            except PathNotFoundError:
-                modified = 0.0
-            if modified < older_than:
+            if await self._last_active(name, upload_id) < older_than:
                 expired.append(upload_id)
         return expired
+
+    async def _last_active(self, name: str, upload_id: str) -> float:
+        try:
+            active = (await self._driver.stat(layout.upload_state(name, upload_id))).modified
+        except PathNotFoundError:
+            active = 0.0
+        offsets = [
+            int(f[len(layout.UPLOAD_PROGRESS) :])
+            for f in await self._driver.list(layout.upload_dir(name, upload_id))
+            if f.startswith(layout.UPLOAD_PROGRESS) and f[len(layout.UPLOAD_PROGRESS) :].isdigit()
+        ]
+        if offsets:
+            newest = layout.upload_progress(name, upload_id, max(offsets))
+            with contextlib.suppress(PathNotFoundError):
+                active = max(active, (await self._driver.stat(newest)).modified)
+        return active
 
     async def purge_expired(self, name: str, older_than: float) -> int:
         """Remove the sessions of ``name`` not touched since ``older_than``; returns how many.

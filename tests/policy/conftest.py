@@ -119,7 +119,10 @@ def stored_upload_bytes(registry: InProcessRegistry) -> int:
     store = driver.store
     total = sum(len(d) for p, d in store.unfinished.items() if "/_uploads/" in p)
     committed = [f for p, f in store.files.items() if "/_uploads/" in p and p.endswith("/data")]
-    return total + sum(len(f.data) for f in committed)
+    # A small session holds its bytes in its state file, after the JSON (store/uploads.py).
+    states = [f for p, f in store.files.items() if "/_uploads/" in p and p.endswith("/state")]
+    inline = sum(len(f.data.partition(b"\n")[2]) for f in states)
+    return total + sum(len(f.data) for f in committed) + inline
 
 
 Factory = Callable[..., InProcessRegistry]

@@ -79,7 +79,7 @@ async def test_a_session_continues_on_another_process(files: MemoryStore) -> Non
     assert (on_b.offset, on_b.inline) == (1000, data[:1000])
     await b.uploads.append(NAME, on_b, body(data[1000:]), start=1000)  # spills to a file
     on_a = await a.uploads.get(NAME, state.upload_id)
-    assert (on_a.offset, on_a.inline) == (len(data), None)
+    assert on_a.inline is None  # the data file says how much it holds
     assert await a.uploads.size(NAME, on_a) == len(data)
     await a.uploads.commit(NAME, on_a, digest_of(data))
     assert b"".join([c async for c in b.blobs.read(digest_of(data))]) == data
@@ -97,7 +97,12 @@ async def test_a_session_that_outgrows_its_state_moves_to_a_data_file(
     await store.uploads.append(NAME, state, body(*pieces))
     assert state.inline is None and state.offset == len(data)
     prefix = f"repositories/{NAME}/_uploads/{state.upload_id}"
-    assert session_files(files) == [f"{prefix}/data", f"{prefix}/state"]
+    # The data file, the digest of what it holds (progress), the state.
+    assert session_files(files) == [
+        f"{prefix}/data",
+        f"{prefix}/sha256-{len(data)}",
+        f"{prefix}/state",
+    ]
     raw = json.loads(files.files[f"{prefix}/state"].data)  # no bytes after the JSON
     assert raw["inline"] is False
     await store.uploads.commit(NAME, state, digest_of(data))
@@ -149,8 +154,9 @@ async def test_a_small_blob_in_one_request_needs_no_session(
     data = os.urandom(INLINE_MAX)
     info = await observed.uploads.push(NAME, digest_of(data), body(data[:10], data[10:]))
     assert info.size == len(data)
-    # The claim (a write and a listing), the data, the catalog marker, the link.
-    assert sorted(written) == ["list", "put", "put", "put", "put", "stat"]
+    # The collector's change record, the claim (a write and a listing), the data, the
+    # catalog marker (looked for first), the link.
+    assert sorted(written) == ["list", "put", "put", "put", "put", "put", "stat"]
     assert session_files(files) == []
     assert await observed.blobs.is_linked(NAME, digest_of(data))
     with pytest.raises(RegistryError) as refused:
