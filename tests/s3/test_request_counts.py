@@ -35,16 +35,19 @@ EXPECTED = {
     # state, claim 2, PUT data, PUT link, and the session's delete: LIST below,
     # DeleteObjects, ListMultipartUploads).
     "push 4 KiB as docker does (POST, PATCH, PUT)": 11,
-    # Beyond 256 KiB the bytes go to a data file. PATCH: GET state, GET the S3 writer's
-    # sidecar (none yet), PUT it (one object: state and tail), PUT state. PUT: GET state,
-    # GET sidecar, PUT the object, DeleteObjects the sidecar, claim 2, HEAD + COPY +
-    # DeleteObjects to move it to its address, PUT link, the session's delete 3.
-    "push 1 MiB as docker does (POST, PATCH, PUT)": 18,
+    # Beyond 256 KiB the bytes go to a data file. PATCH: GET state, PUT state (no longer
+    # inline: once per session), GET the S3 writer's sidecar (none yet), PUT it (one
+    # object: state and tail), PUT the progress file. PUT: GET state, GET sidecar, PUT
+    # the object, DeleteObjects the sidecar, claim 2, HEAD + COPY + DeleteObjects to move
+    # it to its address, PUT link, the session's delete 2.
+    "push 1 MiB as docker does (POST, PATCH, PUT)": 19,
     # A multipart upload of 3 parts across 3 PATCHes (5 MiB parts).
     "push 15 MiB in 3 PATCHes of 5 MiB": 31,
     # Tag read, claims of the manifest and its 3 blobs (2 each), their links (HEAD),
-    # the manifest's bytes, its revision, the tag.
-    "push a manifest (2 layers) with a tag": 15,
+    # the repository's last-push marker (the web UI's, store/pushes.py) and a listing of
+    # its older ones (the first push of this process; later ones delete the marker they
+    # remember instead), the manifest's bytes, its revision, the tag.
+    "push a manifest (2 layers) with a tag": 17,
     "blob HEAD, cold": 2,  # the link, the data's size
     "blob HEAD, warm": 0,
     "blob HEAD of a blob not there": 2,  # HEAD, then a listing (is it a folder?)
