@@ -16,11 +16,10 @@ from registry.auth import Authorizer, authorize_request
 from registry.config import Config, load_config
 from registry.context import bind_request_context
 from registry.errors import RegistryError, error_response
-from registry.events import EventService
 from registry.gc import background_collector
 from registry.health import ReadinessCheck
+from registry.listeners import install_listeners
 from registry.maintenance import ReadOnlyState, refuse_writes_when_readonly
-from registry.policy import install as install_policy
 from registry.proxy import MirrorRouting, open_cache
 from registry.proxy.handlers import refuse_writes_to_caches
 from registry.replication.service import ReplicationService
@@ -65,10 +64,10 @@ def create_app(
     setup_logging(config.log.level, config.log.format)
     observer = metrics.observe_storage if config.metrics.enabled else None
     store = open_store(config, driver=driver, observer=observer)
-    # Immutable tags and quotas listen to the store's changes (registry/policy).
-    governance = install_policy(store, config.policy)
-    # Events (docs/events.md): its recorder is the store's last change listener.
-    events = EventService(store, config)
+    # Immutable tags and quotas, the UI's push times, events (docs/events.md): as every
+    # process that writes installs them (registry/listeners.py).
+    listeners = install_listeners(store, config)
+    governance, events = listeners.governance, listeners.events
     readonly = ReadOnlyState(
         store.readonly_flag, config.storage.readonly, config.storage.readonly_flag_ttl
     )

@@ -37,6 +37,7 @@ from registry.remote.settings import RemoteSettings
 if TYPE_CHECKING:
     from storage_backends.s3 import S3Settings
 from registry.replication.semver import check_range
+from registry.store import SETTLE
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -66,6 +67,19 @@ def rule_error(message: str, *at: str | int) -> PydanticCustomError:
     that checks the rule where the mistake most likely is (``("grants", 0, "role")``);
     `registry check-config` follows it to the line."""
     return PydanticCustomError("config_rule", message, {"at": at})
+
+
+def lease_ttl_error(ttl: float) -> PydanticCustomError | None:
+    """A lease's holder counts it lost half its ttl after its last write, and taking it
+    takes the settle time (store/lease.py): a ttl of no more than twice that would be
+    lost between taking it and its first renewal."""
+    if ttl > 2 * SETTLE:
+        return None
+    return rule_error(
+        f"must be more than twice the lease's settle time ({2 * SETTLE:g}s): its holder "
+        "would lose it between renewals",
+        "lease_ttl",
+    )
 
 
 class Section(BaseModel):
@@ -580,8 +594,9 @@ class NotificationEventsConfig(Section):
 class NotificationsConfig(Section):
     events: NotificationEventsConfig = NotificationEventsConfig()
     endpoints: list[NotificationEndpointConfig] = []
-    # The storage lease that lets one process of all deliver (docs/events.md).
-    lease_ttl: Duration = Field(default=30.0, ge=2)
+    # The storage lease that lets one process of all deliver (docs/events.md): more
+    # than twice the lease's settle time (lease_ttl_error).
+    lease_ttl: Duration = 30.0
     # How often the delivering process looks for events recorded by other processes.
     poll_interval: Duration = Field(default=1.0, gt=0)
     # A recorded change not visible after this long (a crash stopped it) is dropped.
@@ -592,6 +607,13 @@ class NotificationsConfig(Section):
     def _yaml_list(cls, v: Any) -> Any:
         # REGISTRY_NOTIFICATIONS_ENDPOINTS carries the list as YAML (or JSON) text.
         return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _lease(self) -> NotificationsConfig:
+        error = lease_ttl_error(self.lease_ttl)
+        if error is not None:
+            raise error
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotificationsConfig:
@@ -864,6 +886,13 @@ class ReplicationConfig(Section):
     def _yaml_list(cls, v: Any) -> Any:
         # REGISTRY_REPLICATION_RULES carries the list as YAML (or JSON) text.
         return yaml.safe_load(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _lease(self) -> ReplicationConfig:
+        error = lease_ttl_error(self.lease_ttl)
+        if error is not None:
+            raise error
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReplicationConfig:

@@ -18,8 +18,10 @@ from registry.store import RegistryStore
 
 
 class EventService:
-    """Build it in ``create_app``; add other consumers (``add_consumer``) before the
-    app is built, since ``enabled`` decides whether changes are recorded at all."""
+    """Built by ``install_listeners`` (registry/listeners.py) in every process that
+    changes content; only ``registry serve`` starts it (delivery). Changes are recorded
+    when the configuration has a reader of events: an active webhook endpoint, or a
+    replication rule that follows events (whose consumer ``add_consumer`` adds)."""
 
     def __init__(
         self,
@@ -41,6 +43,11 @@ class EventService:
             inflight_timeout=settings.inflight_timeout,
             local=self.recorder.local,
         )
+        # Decided by the configuration, not by the consumers added so far: a process
+        # that records but never delivers (``registry gc``) adds none.
+        self.configured = bool(settings.active_endpoints) or any(
+            rule.on_events for rule in config.replication.rules
+        )
         self._listening = False
 
     def wake(self) -> None:
@@ -53,7 +60,7 @@ class EventService:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.dispatcher.consumers)
+        return self.configured or bool(self.dispatcher.consumers)
 
     def add_consumer(self, consumer: Consumer) -> None:
         """Another reader of the outbox (replication): its own queue, retries and dead
@@ -69,8 +76,9 @@ class EventService:
             self._listening = True
 
     def start(self) -> None:
-        if self.enabled:
-            self.listen()
+        """Deliver (``registry serve``): when this process holds the events lease."""
+        self.listen()
+        if self.dispatcher.consumers:
             self.dispatcher.start()
 
     async def stop(self) -> None:

@@ -18,7 +18,7 @@ from registry.config import Config
 from registry.config_check import load_or_exit
 from registry.gc.collector import CollectionBusyError, Collector
 from registry.gc.report import CollectionReport
-from registry.policy import install as install_policy
+from registry.listeners import install_listeners
 from registry.policy import usage_groups
 from registry.preflight import require_existing_storage
 from registry.request_log import setup_logging
@@ -72,7 +72,8 @@ async def collect_once(
     full: bool = False,
 ) -> CollectionReport:
     store = open_store(config)
-    install_policy(store, config.policy)  # immutable tags kept, usage journaled
+    # As `registry serve` does: immutable tags kept, usage journaled, deletes recorded.
+    install_listeners(store, config)
     try:
         collector = Collector(
             store,

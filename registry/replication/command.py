@@ -21,8 +21,7 @@ from typing import Any
 
 from registry.config import Config
 from registry.config_check import CONFIG_FILE_ENV, load_or_exit
-from registry.events import EventService
-from registry.policy import install as install_policy
+from registry.listeners import install_listeners
 from registry.preflight import require_existing_storage
 from registry.replication.scheduler import RuleBusyError, RulePausedError
 from registry.replication.service import ReplicationService
@@ -105,9 +104,9 @@ async def _status(config: Config, rule: str | None, as_json: bool) -> None:
 
 async def _run(config: Config, rule: str, wait: float) -> RunRecord:
     store = open_store(config)
-    install_policy(store, config.policy)  # immutable tags and quotas hold for replication
-    # Recorded as the server records its changes: webhooks and audits see a pull's writes.
-    events = EventService(store, config)
+    # As `registry serve` does: immutable tags and quotas hold for a pull's writes, and
+    # they are recorded as events (webhooks and audits see them; delivery is the server's).
+    events = install_listeners(store, config).events
 
     async def readonly() -> bool:
         return config.storage.readonly or await store.readonly_flag.read() is not None

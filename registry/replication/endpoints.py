@@ -22,7 +22,7 @@ from registry import errors
 from registry.context import RequestContext, acting_as
 from registry.errors import RegistryError
 from registry.manifest import OCI_INDEX
-from registry.reference import ByteRange, Digest
+from registry.reference import ByteRange, Digest, is_valid_name
 from registry.remote import (
     NotFound,
     RegistryClient,
@@ -87,6 +87,11 @@ class Endpoint(Protocol):
         resume: Resume,
         chunk_size: int,
     ) -> None: ...
+    async def abandon_upload(self, resume: dict[str, Any]) -> None:
+        """Cancel the upload session a ``Resume`` document left by ``push_blob``
+        describes (one of another kind or gone: nothing to do)."""
+        ...
+
     async def put_manifest(self, repository: str, reference: str, artifact: Artifact) -> None: ...
     async def index_referrer(
         self, repository: str, subject: Digest, descriptor: dict[str, Any]
@@ -197,7 +202,7 @@ class LocalRegistry:
             if state is None:
                 state = await uploads.create(repository)
                 if size > chunk_size:
-                    await resume.save({"upload_id": state.upload_id})
+                    await resume.save({"upload_id": state.upload_id, "repository": repository})
             offset = await uploads.size(repository, state)
             try:
                 if offset > size:
@@ -211,6 +216,18 @@ class LocalRegistry:
                 raise
             if size > chunk_size:
                 await resume.clear()
+
+    async def abandon_upload(self, resume: dict[str, Any]) -> None:
+        upload_id, repository = resume.get("upload_id"), resume.get("repository")
+        if not isinstance(upload_id, str) or not isinstance(repository, str):
+            return
+        if not is_valid_name(repository):
+            return
+        try:
+            await self.store.uploads.get(repository, upload_id)  # a valid id, still there
+        except RegistryError:
+            return
+        await self.store.uploads.cancel(repository, upload_id)
 
     async def put_manifest(self, repository: str, reference: str, artifact: Artifact) -> None:
         with acting_as(self._context):
@@ -352,6 +369,15 @@ class RemoteRegistry:
             on_progress=acknowledged,
         )
         await resume.clear()
+
+    async def abandon_upload(self, resume: dict[str, Any]) -> None:
+        try:
+            session = UploadSession(
+                str(resume["repository"]), str(resume["location"]), int(resume["offset"])
+            )
+        except (KeyError, TypeError, ValueError):
+            return
+        await self.client.cancel_upload(session)  # one the remote dropped already: fine
 
     async def put_manifest(self, repository: str, reference: str, artifact: Artifact) -> None:
         await self.client.put_manifest(repository, reference, artifact.body, artifact.media_type)

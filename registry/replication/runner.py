@@ -28,6 +28,7 @@ from registry.replication.state import (
     StatusBook,
     Tally,
     UploadSlots,
+    expire_uploads,
 )
 from registry.replication.sync import run_pass
 from registry.store import RegistryStore
@@ -39,6 +40,8 @@ T = TypeVar("T")
 # How long a delivery trusts the failures it read (a pass in another process may have
 # added some; they are retried by passes either way).
 FAILURES_REFRESH = 60.0
+# How often a runner looks for upload slots no copy resumes (state.UPLOAD_EXPIRY).
+UPLOADS_SWEEP = 3600.0
 
 
 class Stop(Exception):
@@ -76,6 +79,7 @@ class RuleRunner:
         self._busy = 0
         self._retired = False
         self._uploads_loaded = False
+        self._uploads_swept: float | None = None  # monotonic
 
     @property
     def name(self) -> str:
@@ -93,6 +97,7 @@ class RuleRunner:
             if not self._uploads_loaded:
                 await self.uploads.load()
                 self._uploads_loaded = True
+            await self._sweep_uploads()
             return await work()
         finally:
             self._busy -= 1
@@ -104,6 +109,18 @@ class RuleRunner:
         self._retired = True
         if self._busy == 0:
             await self._close()
+
+    async def _sweep_uploads(self) -> None:
+        """Before a pass or a delivery, at most every UPLOADS_SWEEP: drop the upload
+        slots no copy resumes, and the target's sessions they hold."""
+        now = self.store.clock.monotonic()
+        if self._uploads_swept is not None and now - self._uploads_swept < UPLOADS_SWEEP:
+            return
+        self._uploads_swept = now
+        try:
+            await expire_uploads(self.uploads, self.store.clock.time(), self.target)
+        except Exception as exc:  # storage trouble: the next sweep tries again
+            log.warning("replication %s: could not expire upload slots: %s", self.name, exc)
 
     async def _close(self) -> None:
         if self.client is not None:

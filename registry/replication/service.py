@@ -9,7 +9,8 @@ whole file again (with the same ``REGISTRY_*`` variables) and, if it is valid, a
 its ``replication`` section -- other sections need a restart. A changed rule gets a new
 runner: copies in progress finish with the settings they started with, new work uses
 the new ones. A removed rule stops: its pass in progress is cancelled (a chunked upload
-resumes from its slot if the rule comes back) and events waiting for it are dropped. A
+resumes from its slot if the rule comes back within a day: ``expire_removed_uploads``)
+and events waiting for it are dropped. A
 new push rule follows events only after a restart (the events lease holder reads its
 consumers when it takes the lease); its interval and ``registry replicate run`` work at
 once. An invalid file is logged and the running rules stay as they are.
@@ -29,9 +30,9 @@ from registry.config import Config, ReplicationConfig, load_config
 from registry.events import EventService
 from registry.replication import metrics
 from registry.replication.consumer import ReplicationConsumer
-from registry.replication.runner import RuleRunner
+from registry.replication.runner import UPLOADS_SWEEP, RuleRunner
 from registry.replication.scheduler import RulePausedError, Scheduler, run_leased
-from registry.replication.state import RunRecord
+from registry.replication.state import RunRecord, UploadSlots, expire_uploads
 from registry.replication.status import event_time, oldest_waiting
 from registry.store import RegistryStore
 
@@ -104,6 +105,7 @@ class ReplicationService:
         clock = self.store.clock
         last_lag = 0.0
         last_look = clock.monotonic()
+        last_sweep: float | None = None
         while True:
             try:
                 await self.scheduler.tick(self.runners)
@@ -114,6 +116,9 @@ class ReplicationService:
                 if now - last_lag >= LAG_EVERY:
                     last_lag = now
                     await self.report_lag()
+                if last_sweep is None or now - last_sweep >= UPLOADS_SWEEP:
+                    last_sweep = now
+                    await self.expire_removed_uploads()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -133,6 +138,18 @@ class ReplicationService:
             oldest = await oldest_waiting(self.store, f"replication/{name}") if depth else None
             since = event_time(oldest) if oldest is not None else None
             metrics.LAG.labels(name).set(max(0.0, now - since) if since is not None else 0.0)
+
+    async def expire_removed_uploads(self) -> int:
+        """The upload slots of rules configured no more (each configured rule's runner
+        sweeps its own): dropped once expired. Their sessions on the remote are left to
+        its own expiry, since the way to it went with the rule."""
+        state = self.store.replication
+        now = self.store.clock.time()
+        count = 0
+        for rule in await state.rules():
+            if rule not in self.runners:
+                count += await expire_uploads(UploadSlots(state, rule, ""), now)
+        return count
 
     # ------------------------------------------------------------------ reloading
 

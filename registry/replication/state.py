@@ -22,12 +22,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from registry.reference import Digest
+from registry.replication.endpoints import Endpoint
 from registry.store import ReplicationState
 
 log = logging.getLogger("registry.replication")
 
 Action = Literal["copy", "referrer", "referrers", "untag", "delete"]
 REASON_MAX = 500
+# An upload slot not written for this long belongs to a copy that no one resumes (its
+# rule went or changed, its blob went, the target was gone for a day): it is dropped
+# (docs/replication.md). A day is this registry's own default ``uploads.expiry``; a
+# copy in progress writes its slot at every chunk the target acknowledges.
+UPLOAD_EXPIRY = 24 * 3600.0
 
 
 def _key(*parts: str) -> str:
@@ -258,6 +264,15 @@ class UploadSlots:
     def slot(self, repository: str, digest: Digest) -> UploadSlot:
         return UploadSlot(self, _key(self.target, repository, str(digest)))
 
+    async def expired(self, now: float, expiry: float = UPLOAD_EXPIRY) -> list[UploadSlot]:
+        """The slots not written for ``expiry`` seconds before ``now`` (storage time)."""
+        found = []
+        for key in await self._state.uploads(self.rule):
+            written = await self._state.upload_written(self.rule, key)
+            if written is not None and now - written > expiry:
+                found.append(UploadSlot(self, key))
+        return found
+
     async def forget(self, repository: str, digest: Digest) -> None:
         """The target has the blob: a slot left by an upload that completed just before
         a crash is of no use any more."""
@@ -265,6 +280,34 @@ class UploadSlots:
         if key in self.pending:
             self.pending.discard(key)
             await self._state.delete_upload(self.rule, key)
+
+
+async def expire_uploads(
+    slots: UploadSlots, now: float, target: Endpoint | None = None, expiry: float = UPLOAD_EXPIRY
+) -> int:
+    """Drop the slots of ``slots`` not written for ``expiry`` seconds, after asking
+    ``target`` (None: the rule is gone, and with it the way to the target) to cancel
+    the upload session each holds -- best effort: an unreachable target keeps its
+    session until its own expiry. Returns how many."""
+    expired = await slots.expired(now, expiry)
+    for slot in expired:
+        doc = await slot.load()
+        if doc is not None and target is not None:
+            try:
+                await target.abandon_upload(doc)
+            except Exception as exc:
+                log.info(
+                    "replication %s: an expired upload stays on the target: %s", slots.rule, exc
+                )
+        await slot.clear()
+    if expired:
+        log.info(
+            "replication %s: %d upload slots not written for %.0fh dropped",
+            slots.rule,
+            len(expired),
+            expiry / 3600,
+        )
+    return len(expired)
 
 
 class UploadSlot:

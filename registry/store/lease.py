@@ -16,9 +16,11 @@ record ``settle`` after writing it, so B's write came later than that. B's read 
 before A's write (otherwise B would have seen A's lease and given up), so B's
 read-to-write spanned more than ``settle`` and B gave up at step 2.
 
-The holder renews the lease (rewrites it, after checking it is still the owner) every
-quarter of the TTL, and treats it as lost once half the TTL has passed since the start
-of its last successful write: well before anyone else may see it expire. The holder
+The holder renews the lease (rewrites it, after checking it is still the owner) a
+quarter of the TTL after its last write, and treats it as lost once half the TTL has
+passed since the start of its last successful write: well before anyone else may see it
+expire. Taking it spent a settle time since its write, so a TTL must be more than twice
+``SETTLE`` (registry/config.py refuses shorter ones). The holder
 calls ``Lease.check`` before every step that must not run beside another holder.
 """
 
@@ -175,8 +177,14 @@ class Lease:
             await self.release()
 
     async def _renew_forever(self) -> None:
+        wait = self.ttl / 4
+        if self._confirmed_at is not None:
+            # A quarter of the TTL after our last write, not after the block began:
+            # taking the lease spent a settle time of it already (at once if more).
+            wait -= self._clock.monotonic() - self._confirmed_at
         while True:
-            await self._clock.sleep(self.ttl / 4)
+            await self._clock.sleep(max(0.0, wait))
+            wait = self.ttl / 4
             try:
                 await self.renew()
             except LeaseLostError:

@@ -6,7 +6,8 @@ where another stopped (registry/replication/ owns the documents' format)::
     replication/<rule>/failures/<key>      an artifact that could not be copied or deleted,
                                            and why; retried on the next event or pass
     replication/<rule>/uploads/<key>       a blob upload in flight: the target's session
-                                           (URL and acknowledged offset) to resume from
+                                           (URL and acknowledged offset) to resume from;
+                                           dropped when not written for a day
 
 Each document has one writer at a time: event deliveries run in the holder of the events
 lease, full passes under the rule's own lease, so two status documents never race; a
@@ -83,6 +84,13 @@ class ReplicationState:
 
     async def uploads(self, rule: str) -> list[str]:
         return [k for k in await self._driver.list(layout.replication_uploads(rule)) if _key(k)]
+
+    async def upload_written(self, rule: str, key: str) -> float | None:
+        """When the upload's document was last written (storage time), None if gone."""
+        try:
+            return (await self._driver.stat(layout.replication_upload(rule, key))).modified
+        except PathNotFoundError:
+            return None
 
     async def _get(self, path: str) -> bytes | None:
         try:

@@ -15,9 +15,9 @@ from registry.ui.sessions import SessionCodec
 
 
 def install_ui(app: FastAPI, config: Config, store: RegistryStore) -> None:
-    """Serve the UI from ``app`` (call only with ``ui.enabled``): its routes, its state,
-    and the listener that records when each repository was last pushed."""
-    store.changes.listen(store.pushes)
+    """Serve the UI from ``app`` (call only with ``ui.enabled``): its routes and its
+    state. When each repository was last pushed is recorded by every process that
+    writes (registry/listeners.py)."""
     app.state.ui = UiState(
         Renderer(),
         SessionCodec(store.session_keys, store.clock, config.ui.session_lifetime),

@@ -9,7 +9,7 @@ from typing import Any
 
 from registry.config import ReplicationRuleConfig
 from registry.reference import Digest, parse_digest
-from registry.replication.endpoints import LocalRegistry
+from registry.replication.endpoints import BlobReader, LocalRegistry
 from registry.replication.runner import RuleRunner
 from registry.store import RegistryStore
 from storage_backends.memory import MemoryDriver
@@ -58,6 +58,33 @@ def runner(source: RegistryStore, target: RegistryStore, **fields: Any) -> RuleR
     r.source = LocalRegistry(source, "r")
     r.target = LocalRegistry(target, "r")
     return r
+
+
+class Cut(Exception):
+    pass
+
+
+class BreakingSource(LocalRegistry):
+    """Reads blobs in 64 KiB pieces and breaks after ``limit`` bytes of one read."""
+
+    def __init__(self, store: RegistryStore, limit: int) -> None:
+        super().__init__(store, "r")
+        self.limit = limit
+
+    def blob_reader(self, repository: str, digest: Digest, size: int) -> BlobReader:
+        inner = super().blob_reader(repository, digest, size)
+
+        async def read(offset: int) -> AsyncIterator[bytes]:
+            sent = 0
+            async for chunk in inner(offset):
+                for i in range(0, len(chunk), 64 * 1024):
+                    piece = chunk[i : i + 64 * 1024]
+                    if sent + len(piece) > self.limit:
+                        raise Cut(f"cut after {sent} bytes")
+                    sent += len(piece)
+                    yield piece
+
+        return read
 
 
 async def manifest_bytes(store: RegistryStore, repository: str, reference: str) -> bytes | None:

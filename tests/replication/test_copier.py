@@ -9,7 +9,6 @@ delivery (to be retried whole), and a pass mirrors tag moves and, when enabled, 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,13 +18,21 @@ from registry.errors import RegistryError
 from registry.reference import Digest, parse_digest
 from registry.remote import Unavailable
 from registry.replication.copier import all_of
-from registry.replication.endpoints import BlobReader, LocalRegistry
+from registry.replication.endpoints import LocalRegistry
 from registry.replication.state import Failures, Job, StatusRecord
 from registry.replication.status import render, rule_status
 from registry.store import RegistryStore
 from registry.store.changes import Change, ManifestPushed
 from tests.images import image, index, sha256
-from tests.replication.stores import image_of, manifest_bytes, new_store, put_image, runner
+from tests.replication.stores import (
+    BreakingSource,
+    Cut,
+    image_of,
+    manifest_bytes,
+    new_store,
+    put_image,
+    runner,
+)
 
 pytestmark = pytest.mark.anyio
 KiB = 1024
@@ -95,33 +102,6 @@ async def test_shared_layers_are_sent_once_and_mounted_elsewhere() -> None:
     await second.run(Job("copy", "app0", "v2"))
     assert (second.tally.blobs, second.tally.mounted + second.tally.skipped) == (2, 2)
     assert second.tally.bytes == sum(len(b) for b in newer.blobs.values()) - sum(map(len, base))
-
-
-class Cut(Exception):
-    pass
-
-
-class BreakingSource(LocalRegistry):
-    """Reads blobs in 64 KiB pieces and breaks after ``limit`` bytes of one read."""
-
-    def __init__(self, store: RegistryStore, limit: int) -> None:
-        super().__init__(store, "r")
-        self.limit = limit
-
-    def blob_reader(self, repository: str, digest: Digest, size: int) -> BlobReader:
-        inner = super().blob_reader(repository, digest, size)
-
-        async def read(offset: int) -> AsyncIterator[bytes]:
-            sent = 0
-            async for chunk in inner(offset):
-                for i in range(0, len(chunk), 64 * KiB):
-                    piece = chunk[i : i + 64 * KiB]
-                    if sent + len(piece) > self.limit:
-                        raise Cut(f"cut after {sent} bytes")
-                    sent += len(piece)
-                    yield piece
-
-        return read
 
 
 async def test_an_interrupted_large_copy_resumes_where_the_target_stands() -> None:
