@@ -122,6 +122,8 @@ def parse_listing(params: Mapping[str, str], sorts: Mapping[str, bool], default:
     order = params.get("order")
     descending = sorts[sort] if order not in ("asc", "desc") else order == "desc"
     raw_page = params.get("page", "1")
-    page = int(raw_page) if raw_page.isdigit() and len(raw_page) <= 7 else 1
+    # isdigit() alone also takes "²", which int() refuses.
+    ok = raw_page.isascii() and raw_page.isdigit() and len(raw_page) <= 7
+    page = int(raw_page) if ok else 1
     query = params.get("q", "").strip()[:200]
     return Listing(query, sort, descending, min(max(page, 1), MAX_PAGE))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from registry.ui.ordering import (
@@ -81,6 +81,7 @@ def test_pages_cover_every_item_once(items: list[int], size: int, asked: int) ->
 
 
 @given(st.dictionaries(st.sampled_from(["q", "sort", "order", "page", "x"]), st.text()))
+@example({"page": "²"})  # a digit to str.isdigit(), not to int()
 def test_any_query_parses_to_a_listing(params: dict[str, str]) -> None:
     listing = parse_listing(params, {"name": False, "pushed": True}, "name")
     assert listing.sort in ("name", "pushed")
