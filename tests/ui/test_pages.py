@@ -343,12 +343,16 @@ def test_a_deep_or_wide_referrers_tree_is_cut_and_says_so(make_registry: MakeReg
     page = http.get("/ui/repositories/team/app/-/manifests/v1").text
     assert page.count('<ul class="tree">') == 4
     assert "More referrers exist than are shown" in page
+    # Wide: three referrers of another image, two shown. (Not of ``base``: the budget is
+    # spent in listing order, digest order, and its chain could come first and take it.)
+    wide = images.image(layers=1, layer_size=64)
+    images.push_image(http, "team/app", wide, tag="v2")
     for i in range(3):
         images.push_image(
-            http, "team/app", content.referrer(base, "application/x-many", bytes([i]))
+            http, "team/app", content.referrer(wide, "application/x-many", bytes([i]))
         )
     contents = registry.app.state.ui.contents
     tree, truncated = registry.run(
-        contents.referrers("team/app", Digest("sha256", base.digest[7:]), shown=2)
+        contents.referrers("team/app", Digest("sha256", wide.digest[7:]), shown=2)
     )
     assert len(tree) == 2 and truncated
