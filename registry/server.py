@@ -202,7 +202,11 @@ class RegistryCycle(ZeroCopyCycle):
             self.flow.resume_reading()
             await self.message_event.wait()
             self.message_event.clear()
-        if self.disconnected or self.response_complete:
+        # What arrived before the client went away is the application's still (an upload
+        # keeps it); the disconnect comes after it.
+        if self.response_complete or (
+            self.disconnected and (self.body_given or (self.more_body and not self.pieces))
+        ):
             return {"type": "http.disconnect"}
         body = b""
         if self.pieces:
