@@ -14,6 +14,13 @@ a queue and ``receive`` hands them out one by one as they came, with reading pau
 ``BODY_HIGH_WATER`` bytes wait (back-pressure on the client; memory per upload bounded).
 On plain HTTP the protocol also offers ASGI's zero-copy send, which blob pulls use
 (registry/zerocopy.py).
+
+Answers before the body: the application may answer a request it has not read (401, 404
+for an unknown upload, a quota's 403) while the client is still sending it. Closing then,
+with bytes unread, resets the connection, and a client still writing sees the reset, not
+the answer (skopeo: ``write: broken pipe``). So the rest of such a body is read and
+dropped, up to ``DISCARD_BYTES`` and for ``DISCARD_SECONDS`` at most, before the
+connection is closed or serves its next request (nginx's lingering close).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import functools
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,6 +49,11 @@ log = logging.getLogger("registry.http")
 # How long a refused connection may keep sending before it is closed: closing at once
 # with unread bytes would reset it, and the client would never read the refusal.
 LINGER_SECONDS = 2.0
+# A request answered before its body arrived (401, 404, a quota's 403): how long and how
+# much of the rest of its body is read and dropped before the connection is closed
+# anyway (nginx's lingering_time). Past DISCARD_BYTES reading pauses: the client waits.
+DISCARD_SECONDS = 5.0
+DISCARD_BYTES = 16 * 1024 * 1024
 # Request body bytes received and not yet taken by the application before reading pauses;
 # it resumes below half of it. Blob pushes gather about as much before a write and hash
 # step (store/uploads.py), so this lets the next step's bytes arrive meanwhile.
@@ -60,6 +73,10 @@ class HttpLimits:
         return cls(
             http.max_request_line, http.max_header_size, http.header_timeout, http.body_timeout
         )
+
+
+class _Stop(Exception):
+    """Raised in a parser callback: the connection is closing, parse no further."""
 
 
 class _Refusal(Exception):
@@ -92,10 +109,12 @@ class _TimedFlowControl(FlowControl):
 class _HeldWrites:
     """A cycle's transport that keeps what uvicorn writes for a response head until the
     body's first write, so that a small response leaves in one write: one system call
-    and one TCP segment instead of two. The cycle flushes it after every other message."""
+    and one TCP segment instead of two. The cycle flushes it after every other message.
+    Its ``close`` is the protocol's, which lets the client finish sending a body first."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, close: Callable[[], None]) -> None:
         self.raw = transport
+        self._close = close
         self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
@@ -108,7 +127,7 @@ class _HeldWrites:
 
     def close(self) -> None:
         self.flush()
-        self.raw.close()
+        self._close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -124,7 +143,9 @@ class RegistryCycle(ZeroCopyCycle):
     http10_keep_alive: bool  # an HTTP/1.0 client asked to keep the connection
 
     @classmethod
-    def adopt(cls, cycle: RequestResponseCycle, http10_keep_alive: bool) -> RegistryCycle:
+    def adopt(
+        cls, cycle: RequestResponseCycle, http10_keep_alive: bool, close: Callable[[], None]
+    ) -> RegistryCycle:
         # uvicorn builds its cycle by name in on_headers_complete; this makes it one of
         # ours (the same object, so the task already made for it calls our methods).
         cycle.__class__ = cls
@@ -135,10 +156,14 @@ class RegistryCycle(ZeroCopyCycle):
         adopted.http10_keep_alive = http10_keep_alive
         if http10_keep_alive:
             adopted.keep_alive = True
-        adopted.transport = cast(asyncio.Transport, _HeldWrites(adopted.transport))
+        adopted.transport = cast(asyncio.Transport, _HeldWrites(adopted.transport, close))
         return adopted
 
     async def send(self, message: Any) -> None:
+        if self.waiting_for_100_continue and message["type"] == "http.response.start":
+            # Answered before the client was asked for the body: it may send it or not,
+            # so the connection cannot go on with another request (RFC 9110, 15.2.1).
+            self.keep_alive = False
         if self.http10_keep_alive and message["type"] == "http.response.start":
             # HTTP/1.0 keeps a connection only when asked and told, and only for a body
             # of known length (uvicorn closes every HTTP/1.0 connection: ab, for one,
@@ -154,6 +179,9 @@ class RegistryCycle(ZeroCopyCycle):
         await super().send(message)
         if message["type"] != "http.response.start":
             held.flush()
+        if self.response_complete and self.pieces:
+            self.pieces.clear()  # the application is done with the body
+            self.queued = 0
 
     def add_piece(self, piece: bytes) -> None:
         self.pieces.append(piece)
@@ -174,7 +202,11 @@ class RegistryCycle(ZeroCopyCycle):
             self.flow.resume_reading()
             await self.message_event.wait()
             self.message_event.clear()
-        if self.disconnected or self.response_complete:
+        # What arrived before the client went away is the application's still (an upload
+        # keeps it); the disconnect comes after it.
+        if self.response_complete or (
+            self.disconnected and (self.body_given or (self.more_body and not self.pieces))
+        ):
             return {"type": "http.disconnect"}
         body = b""
         if self.pieces:
@@ -211,6 +243,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        # Set while the body of an answered request is read and dropped (see _discard).
+        self._discard_timer: asyncio.TimerHandle | None = None
+        self._discard_left = DISCARD_BYTES  # bytes still read before reading pauses
+        self._close_after_body = False
 
     # ------------------------------------------------------------------- connection
 
@@ -227,7 +263,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # lingering after a refusal: read and drop
+            self._count_discarded(len(data))  # lingering after a refusal: read and drop
+            return
         if self._first_data:
             self._first_data = False
             if self.scheme == "http" and _is_tls_client_hello(data):
@@ -235,10 +272,14 @@ class RegistryHttpProtocol(HttpToolsProtocol):
                 return
         self._unset_keepalive_if_required()
         self.last_read = self.loop.time()
+        if self._discard_timer is not None:
+            self._count_discarded(len(data))  # the body's end (if here) resumes reading
         was_in_head, heads = self._in_head, self._heads
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Stop):
+                return
             if isinstance(exc.__context__, _Refusal):
                 self._refuse(exc.__context__)
                 return
@@ -265,7 +306,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
                 return
         if self._head_timer is None and not self._request_active() and not self._reading_body:
             self._arm_head_timer()  # between requests: the next head has a deadline too
-        if self._reading_body and self._body_timer is None:
+        if self._reading_body and self._body_timer is None and self._discard_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_check)
 
     def _invalid_request(self) -> None:
@@ -276,6 +317,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
     # --------------------------------------------------------------- parser callbacks
 
     def on_message_begin(self) -> None:
+        if self._close_after_body:
+            raise _Stop()  # a request after the one whose answer said close
         super().on_message_begin()
         if self.scheme == "http":
             self.scope["extensions"] = {ZERO_COPY: {}}
@@ -310,7 +353,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             http10_keep_alive = (
                 self.scope["http_version"] == "1.0" and self.parser.should_keep_alive()
             )
-            RegistryCycle.adopt(self.cycle, http10_keep_alive)
+            RegistryCycle.adopt(self.cycle, http10_keep_alive, self.close_connection)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -324,6 +367,12 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             self._body_timer.cancel()
             self._body_timer = None
         super().on_message_complete()
+        if self._discard_timer is not None:  # the answered request's body is all read
+            self._discard_timer.cancel()
+            self._discard_timer = None
+            self.flow.resume_reading()
+            if self._close_after_body:
+                self.transport.close()  # nothing unread: a FIN, not a reset
 
     def _too_large(self) -> _Refusal:
         return _Refusal(
@@ -351,6 +400,9 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
+        if self._discard_timer is not None:
+            self._discard_timer.cancel()
+            self._discard_timer = None
 
     def _head_timeout(self) -> None:
         self._head_timer = None
@@ -392,6 +444,73 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         )
         self.transport.close()  # the application sees a disconnect
 
+    # ------------------------------------------------------- answers before the body
+
+    def close_connection(self) -> None:
+        """Close for a cycle (an answer that said ``Connection: close``, a failed
+        response): at once, unless the request's body is still arriving. Closing with
+        unread bytes resets the connection, and a client still sending then sees the
+        reset (Go: ``broken pipe``) instead of the answer; so the body is read to its end
+        first (bounded, see _discard), the answer's end marked by a FIN meanwhile."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if (
+            not self._reading_body
+            or self._refused
+            or self.pipeline  # a request after this one is parsed already: no body comes
+            or (cycle is not None and cycle.disconnected)
+        ):
+            self.transport.close()
+            return
+        self._close_after_body = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._discard()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        cycle = self.cycle
+        if self._reading_body and cycle is not None and cycle.response_complete:
+            # Answered before its body was read (a keep-alive connection): the rest of
+            # the body is dropped as it comes, then the next request is read.
+            self._discard()
+        if self._discard_timer is not None:
+            self._unset_keepalive_if_required()  # the discard's deadline is the one
+
+    def shutdown(self) -> None:
+        if self._discard_timer is not None:
+            self._close_after_body = True  # closed when the body ends, or at the deadline
+            return
+        super().shutdown()
+
+    def _discard(self) -> None:
+        """Read and drop the rest of the current request's body: DISCARD_BYTES of it at
+        most (then reading pauses), for DISCARD_SECONDS at most (then the connection is
+        closed, whatever it costs the client), as nginx's lingering close."""
+        if self._discard_timer is not None or self.transport.is_closing():
+            return
+        self._cancel_timers()
+        self._discard_left = DISCARD_BYTES
+        self.flow.resume_reading()
+        self._discard_timer = self.loop.call_later(DISCARD_SECONDS, self._discard_timeout)
+
+    def _count_discarded(self, size: int) -> None:
+        self._discard_left -= size
+        if self._discard_left <= 0:
+            self.flow.pause_reading()
+
+    def _discard_timeout(self) -> None:
+        self._discard_timer = None
+        if self.transport.is_closing():
+            return
+        log.info(
+            "closed a connection from %s: the body of an answered request went on for %gs",
+            self._peer(),
+            DISCARD_SECONDS,
+        )
+        self.transport.close()
+
     # --------------------------------------------------------------------- refusals
 
     def _peer(self) -> str:
@@ -406,6 +525,7 @@ class RegistryHttpProtocol(HttpToolsProtocol):
             )
         self._refused = True
         self._cancel_timers()
+        self._discard_left = DISCARD_BYTES
         body = (refusal.message + "\n").encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"

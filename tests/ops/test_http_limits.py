@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -189,6 +190,17 @@ def start_upload(server: RegistryServer) -> str:
         return r.headers["location"]
 
 
+def request_logged(server: RegistryServer, method: str, path: str, timeout: float = 30) -> str:
+    """The access log line of a request, once the server has written it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.log().splitlines():
+            if f'"{method} {path}"' in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no log line for {method} {path}:\n{server.log()}")
+
+
 def test_a_stalled_body_is_dropped(body_server: RegistryServer) -> None:
     location = start_upload(body_server)
     with connection(body_server) as s:
@@ -200,6 +212,10 @@ def test_a_stalled_body_is_dropped(body_server: RegistryServer) -> None:
         started = time.monotonic()
         closed, _ = closed_within(s, 10)
     assert closed and 1.5 <= time.monotonic() - started <= 5
+    # The application goes on after the close (it stores what arrived): its log line
+    # says it is done, and that it was given every byte that arrived.
+    logged = request_logged(body_server, "PATCH", urlsplit(location).path)
+    assert " in=1000 " in logged, logged
     # what arrived is kept: the session says how far it got
     with body_server.client() as c:
         r = c.get(location)
