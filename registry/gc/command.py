@@ -21,6 +21,7 @@ from registry.gc.report import CollectionReport
 from registry.policy import install as install_policy
 from registry.policy import usage_groups
 from registry.preflight import require_existing_storage
+from registry.proxy import cached_namespaces
 from registry.request_log import setup_logging
 from registry.store import LeaseLostError, StorageError, open_store
 
@@ -79,6 +80,7 @@ async def collect_once(
             config.gc,
             upload_expiry=config.uploads.expiry,
             usage_groups=usage_groups(config.policy),
+            cached=cached_namespaces(config.proxy),
         )
         return await collector.run(dry_run=dry_run, full=full)
     finally:
