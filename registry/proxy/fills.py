@@ -57,7 +57,11 @@ _CLAIM_POLL = 1.0  # a follower idle this long asks the claim whether the fill s
 
 class FillFailed(Exception):
     """The blob's fetch did not complete: what the reader handed out is all there is,
-    and the client's connection must be cut."""
+    and the client's connection must be cut. ``reported``: the fill has logged why."""
+
+    def __init__(self, message: str, *, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 class Fill:
@@ -82,6 +86,7 @@ class Fill:
         self.complete = False  # every byte arrived and verified, and is in the spool
         self.finished = False
         self.ok = False  # stored
+        self.reported = False  # a failure was logged (once, here: not per reader)
         self.also_link: set[str] = set()  # repositories whose upstream confirmed the blob
         # The fill runs for nobody in particular: a change it makes is the cache's.
         self._context = dataclasses.replace(current(), origin="proxy")
@@ -135,17 +140,37 @@ class Fill:
                 raise
             except (RemoteError, RegistryError) as exc:
                 metrics.FILLS_FAILED.labels(route.upstream.name).inc()
-                log.warning("proxy: fetching %s of %s failed: %s", self.digest, route.local, exc)
+                self._report(exc)
                 if not self.size.done():
                     error = exc if isinstance(exc, RegistryError) else spec_error(exc, "blob")
                     self.size.set_exception(error)
             except Exception as exc:
                 metrics.FILLS_FAILED.labels(route.upstream.name).inc()
                 log.exception("proxy: fetching %s of %s failed", self.digest, route.local)
+                self.reported = True
                 if not self.size.done():
                     self.size.set_exception(unavailable(route.upstream.name, str(exc)[:200]))
             finally:
                 await self._finish(upload, heartbeat)
+
+    def _report(self, exc: RemoteError | RegistryError) -> None:
+        """One warning per failed fetch, however many clients it cuts off."""
+        route = self.route
+        if isinstance(exc, RemoteError):
+            reason = exc.reason.removeprefix(f"{self.digest}: ")
+        else:
+            reason = exc.message
+        log.warning(
+            "proxy: fetching blob %s from upstream %s (for %s) failed: %s%s",
+            self.digest,
+            route.upstream.name,
+            route.local,
+            reason,
+            "; nothing was cached, and its clients' connections are cut"
+            if self.size.done()
+            else "",
+        )
+        self.reported = True
 
     async def _finish(
         self, upload: UploadState | None, heartbeat: asyncio.Task[None] | None
@@ -199,7 +224,10 @@ class Fill:
                 if (self.complete or self.finished) and offset >= spool.written:
                     if self.complete and (end is None or offset >= end):
                         return
-                    raise FillFailed(f"the fetch of {self.digest} stopped at {offset} bytes")
+                    raise FillFailed(
+                        f"the fetch of {self.digest} stopped at {offset} bytes",
+                        reported=self.reported,
+                    )
                 await changed.wait()
         finally:
             spool.release()
