@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.proxy")
 
-PIECE = 1024 * 1024  # the upstream's body is taken in pieces of this size (the last: less)
+PIECE = 1024 * 1024  # the upstream's body is hashed and spooled in pieces of about this size
 HEARTBEAT = 5.0
 CLAIM_STALE = 30.0
 SPOOL_WAIT = 2.0  # how long a follower waits for a fresh claim to name its spool
@@ -123,7 +123,10 @@ class Fill:
                             yield chunk
 
                     if upload is not None:
-                        await store.uploads.append(route.local, upload, tee())
+                        # The stream verifies itself: the store need not hash it again.
+                        await store.uploads.append(
+                            route.local, upload, tee(), verified=self.digest
+                        )
                     else:
                         async for _ in tee():
                             pass
