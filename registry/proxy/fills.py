@@ -4,14 +4,15 @@ A ``Fill`` is a task of its own, not of any request: it opens the upstream's blo
 stream, appends what arrives to a spool (``spool.py``) that every client of the blob
 reads at its own pace, and to an upload session of the store; when the upstream's bytes
 have verified (``BlobStream`` hands out its last piece only after the digest and size
-checked) it commits the upload, which verifies again and makes the blob visible. So:
+checked) it commits the upload, which makes the blob visible. The stream's check is the
+store's too (``uploads.append(..., verified=digest)``): each byte is hashed once. So:
 
 * the first byte reaches every client as soon as the upstream sends it;
 * a client that goes away does not touch the fill; a fill every client abandoned at
   50% completes and is stored;
 * a cut, padded or corrupt body never becomes a cache entry (the upload is cancelled)
   and every reader ends in ``FillFailed`` *before* the last byte, so its connection is
-  cut instead of ending as a short 200.
+  cut instead of ending as a short 200 (handlers.py aborts it); the fill logs why, once.
 
 Across processes (workers of one host, replicas on one bucket) the fill is announced by
 a claim in storage (``store/proxy.py``) that names its spool and is rewritten every
