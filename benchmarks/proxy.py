@@ -66,7 +66,7 @@ class Process:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_ready(url)
+        wait_ready(url, self.proc)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)

@@ -13,7 +13,8 @@ it out whole at each ``receive``, two copies of every byte pushed. Here the piec
 a queue and ``receive`` hands them out one by one as they came, with reading paused while
 ``BODY_HIGH_WATER`` bytes wait (back-pressure on the client; memory per upload bounded).
 On plain HTTP the protocol also offers ASGI's zero-copy send, which blob pulls use
-(registry/zerocopy.py).
+(registry/zerocopy.py), and on every connection a deliberate abort of a response
+(registry/aborts.py).
 
 Answers before the body: the application may answer a request it has not read (401, 404
 for an unknown upload, a quota's 403) while the client is still sending it. Closing then,
@@ -40,6 +41,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from registry.aborts import ABORT
 from registry.config import Config
 from registry.request_log import ZERO_COPY, uvicorn_log_config
 from registry.zerocopy import ZeroCopyCycle
@@ -173,6 +175,9 @@ class RegistryCycle(ZeroCopyCycle):
                 message = {**message, "headers": [*headers, (b"connection", b"keep-alive")]}
             else:
                 self.keep_alive = False
+        if message["type"] == ABORT:
+            self.abort()
+            return
         held = cast(_HeldWrites, self.transport)
         if message["type"] == ZERO_COPY:
             held.flush()  # the head goes before the file
@@ -182,6 +187,17 @@ class RegistryCycle(ZeroCopyCycle):
         if self.response_complete and self.pieces:
             self.pieces.clear()  # the application is done with the body
             self.queued = 0
+
+    def abort(self) -> None:
+        """The application cut its response short and has said why: close the
+        connection without the last message (the client sees an incomplete body), and
+        as when a client leaves, uvicorn then logs nothing."""
+        if self.response_complete or self.disconnected:
+            return
+        self.disconnected = True
+        self.keep_alive = False
+        self.transport.close()  # what was sent still goes, then the connection ends
+        self.message_event.set()
 
     def add_piece(self, piece: bytes) -> None:
         self.pieces.append(piece)
@@ -320,8 +336,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         if self._close_after_body:
             raise _Stop()  # a request after the one whose answer said close
         super().on_message_begin()
+        extensions: dict[str, dict[object, object]] = {ABORT: {}}
         if self.scheme == "http":
-            self.scope["extensions"] = {ZERO_COPY: {}}
+            extensions[ZERO_COPY] = {}
+        self.scope["extensions"] = extensions
         self._in_head = True
         self._heads += 1
         self._head_size = 0

@@ -18,6 +18,7 @@ from registry.gc.collector import CollectionBusyError, Collector
 from registry.gc.report import CollectionReport
 from registry.maintenance import ReadOnlyState
 from registry.policy import usage_groups
+from registry.proxy import cached_namespaces
 from registry.store import LeaseLostError, RegistryStore
 
 log = logging.getLogger("registry.gc")
@@ -102,5 +103,6 @@ def background_collector(
         config.gc,
         upload_expiry=config.uploads.expiry,
         usage_groups=usage_groups(config.policy),
+        cached=cached_namespaces(config.proxy),
     )
     return BackgroundCollector(collector, config.gc.interval, paused=paused)

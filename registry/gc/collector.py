@@ -80,7 +80,9 @@ class Collector:
 
     ``usage_groups`` names groups of repositories (group -> patterns of
     registry/patterns.py, e.g. a quota's namespace) whose held bytes the usage snapshot
-    counts, each blob once per group."""
+    counts, each blob once per group. ``cached`` are the patterns of the repositories a
+    pull-through cache serves (``registry.proxy.cached_namespaces``): there the cache's
+    eviction, not the untagged policy, decides when a manifest goes (mark.py)."""
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class Collector:
         upload_expiry: float,
         settle: float = SETTLE,
         usage_groups: Mapping[str, Sequence[str]] | None = None,
+        cached: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.grace_period = config.grace_period
@@ -110,8 +113,13 @@ class Collector:
         ]
         self.upload_expiry = upload_expiry
         self.usage_groups = {g: tuple(p) for g, p in (usage_groups or {}).items()}
+        self.cached = tuple(cached)
         self.settings = Settings(
-            self.grace_period, self.untagged, tuple(self.policies), self.usage_groups
+            self.grace_period,
+            self.untagged,
+            tuple(self.policies),
+            self.usage_groups,
+            self.cached,
         )
 
     async def run(self, *, dry_run: bool = False, full: bool = False) -> CollectionReport:
@@ -146,7 +154,8 @@ class Collector:
     async def _collect(self, lease: Lease | None, now: float, full: bool) -> CollectionReport:
         age = untagged_age(self.untagged, self.grace_period)
         untagged = None if age is None else Cutoff.before(now, age)
-        run = Run(self.store, lease, Cutoff.before(now, self.grace_period), untagged)
+        cutoff = Cutoff.before(now, self.grace_period)
+        run = Run(self.store, lease, cutoff, untagged, self.cached)
         run.report.grace_period = self.grace_period
         run.report.untagged_older_than = self.untagged.older_than
         spill = Spill()

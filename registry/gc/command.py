@@ -21,6 +21,7 @@ from registry.gc.report import CollectionReport
 from registry.listeners import install_listeners
 from registry.policy import usage_groups
 from registry.preflight import require_existing_storage
+from registry.proxy import cached_namespaces
 from registry.request_log import setup_logging
 from registry.store import LeaseLostError, StorageError, open_store
 
@@ -80,6 +81,7 @@ async def collect_once(
             config.gc,
             upload_expiry=config.uploads.expiry,
             usage_groups=usage_groups(config.policy),
+            cached=cached_namespaces(config.proxy),
         )
         return await collector.run(dry_run=dry_run, full=full)
     finally:

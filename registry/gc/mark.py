@@ -5,7 +5,14 @@ SBOMs) of every kept manifest. The walk is ``graph.expand``; this module reads w
 needs: what a manifest references comes from the repository's record of the last mark
 (content-addressed, so never stale), from this run's cache, or else from its bytes.
 What only recent untagged revisions keep is held back by the grace period: the report
-says so, and until when."""
+says so, and until when.
+
+In a repository a pull-through cache serves (``Run.cached``) every revision is kept:
+a manifest pulled by digest is untagged there by nature, and the cache's eviction
+(``proxy.evict_after``, ``max_size``; registry/proxy/eviction.py), not the untagged
+policy, decides when it goes -- eviction deletes it, and the next collection sweeps what
+it alone used. There, too, an index's child whose content is absent is normal (the cache
+fetches a child when a client asks for it), not a fault worth a warning."""
 
 from __future__ import annotations
 
@@ -29,7 +36,8 @@ async def mark(run: Run, repo: Repository) -> None:
     await read_references(run, repo, [*repo.tags.values(), *repo.revisions])
     await keep(run, repo, repo.tags.values())
     rest = sorted(repo.revisions - repo.kept.manifests)
-    if run.untagged is None:
+    untagged = None if run.cached(repo.name) else run.untagged
+    if untagged is None:
         await keep(run, repo, rest)
         repo.firm = repo.kept.manifests | repo.kept.blobs
         return
@@ -38,9 +46,9 @@ async def mark(run: Run, repo: Repository) -> None:
     repo.firm = repo.kept.manifests | repo.kept.blobs
     # Recent untagged revisions keep what they reach, the latest first: what several
     # keep is held back until the latest of them may go.
-    recent = [d for d, t in modified.items() if run.untagged.fresh(t)]
+    recent = [d for d, t in modified.items() if untagged.fresh(t)]
     for digest in sorted(recent, key=lambda d: (modified[d], d), reverse=True):
-        until = run.untagged.until(modified[digest])
+        until = untagged.until(modified[digest])
         added = await keep(run, repo, [digest])
         for manifest in added.manifests:
             run.report.held_back_manifests[f"{repo.name}@{manifest}"] = until
@@ -108,8 +116,10 @@ async def _read(run: Run, repo: Repository, digest: Digest) -> References | None
     try:
         body = await run.io(run.store.blobs.get_small(digest))
     except PathNotFoundError:
-        # A revision whose content is gone cannot be served; it needs nothing.
-        log.warning("gc: manifest %s has no content", digest)
+        # A revision whose content is gone cannot be served; it needs nothing. In a cache
+        # a child of an index is fetched when a client first asks for it.
+        level = logging.DEBUG if run.cached(repo.name) else logging.WARNING
+        log.log(level, "gc: manifest %s has no content (in %s)", digest, repo.name)
         return None
     try:
         manifest = parse_manifest(body, None)

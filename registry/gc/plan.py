@@ -70,6 +70,7 @@ class Settings:
     untagged: UntaggedPolicy
     policies: Sequence[RetentionPolicy]
     groups: Mapping[str, Sequence[str]]
+    cached: Sequence[str] = ()  # repositories a pull-through cache serves
 
     def fingerprint(self) -> str:
         doc = {
@@ -80,6 +81,8 @@ class Settings:
             ],
             "groups": {g: list(p) for g, p in sorted(self.groups.items())},
         }
+        if self.cached:  # absent when empty: the fingerprints of earlier versions hold
+            doc["cached"] = sorted(self.cached)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -143,7 +146,10 @@ def _full_reason(
     if interrupted:
         return "the last collection stopped before it had written its mark state"
     if summary.fingerprint != settings.fingerprint():
-        return "the settings changed (grace period, untagged, retention or usage groups)"
+        return (
+            "the settings changed (grace period, untagged, retention, usage groups or "
+            "cached namespaces)"
+        )
     if now - summary.full_at >= full_every:
         return "gc.full_mark_interval has passed"
     return None

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from registry.gc.graph import Kept, References
 from registry.gc.report import CollectionReport
+from registry.patterns import matches_any
 from registry.reference import Digest
 from registry.store import Cutoff, Cycle, Lease, RegistryStore, RepositoryRecord
 
@@ -62,6 +63,7 @@ class Run:
         lease: Lease | None,
         cutoff: Cutoff,
         untagged: Cutoff | None,
+        cached: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.lease = lease
@@ -72,6 +74,8 @@ class Run:
         self.cutoff = cutoff
         # Untagged manifests last pushed after this are kept; None: all are (policy keep).
         self.untagged = untagged
+        # Patterns of the repositories a pull-through cache serves (``Collector``).
+        self._cached = tuple(cached)
         self.report = CollectionReport(dry_run=self.dry_run)
         # A kept manifest somewhere could not be parsed: no blob may go this run.
         self.unreadable = False
@@ -95,6 +99,11 @@ class Run:
         """Run ``fn`` (the work on one group of digests) in one of the cycle slots."""
         async with self._cycle_slots:
             await fn()
+
+    def cached(self, name: str) -> bool:
+        """Whether ``name`` is served by a pull-through cache: its content comes and goes
+        with the cache (fetched on demand, evicted by ``proxy.evict_after``)."""
+        return matches_any(self._cached, name)
 
     def guard(self) -> None:
         """Raise unless this run may still delete (it holds the lease with time to spare)."""

@@ -30,7 +30,9 @@ argument for each choice is here and in the module named.
   ``evict_after`` or, least recently pulled first, beyond ``max_size``; deleting the
   manifests is enough, the collector then sweeps what nothing references (a blob
   shared with a local or another cached image stays). Last-pulled times are written at
-  most once per ``pulled_resolution`` per manifest and process.
+  most once per ``pulled_resolution`` per manifest and process. Eviction alone decides
+  when a cached manifest goes: the collector is given the cached namespaces
+  (``cached_namespaces``) and keeps their untagged manifests (digest pulls).
 * **Metrics** (``metrics.py``): hits, misses, coalesced waits, upstream requests by
   upstream and status, bytes from upstream and served, stale serves, evictions, Docker
   Hub's ratelimit-remaining.
@@ -38,6 +40,14 @@ argument for each choice is here and in the module named.
 
 from registry.proxy.cache import PullThroughCache, open_cache
 from registry.proxy.mirror import MirrorRouting
-from registry.proxy.routing import Route, Routes, Upstream
+from registry.proxy.routing import Route, Routes, Upstream, cached_namespaces
 
-__all__ = ["MirrorRouting", "PullThroughCache", "Route", "Routes", "Upstream", "open_cache"]
+__all__ = [
+    "MirrorRouting",
+    "PullThroughCache",
+    "Route",
+    "Routes",
+    "Upstream",
+    "cached_namespaces",
+    "open_cache",
+]

@@ -4,14 +4,15 @@ A ``Fill`` is a task of its own, not of any request: it opens the upstream's blo
 stream, appends what arrives to a spool (``spool.py``) that every client of the blob
 reads at its own pace, and to an upload session of the store; when the upstream's bytes
 have verified (``BlobStream`` hands out its last piece only after the digest and size
-checked) it commits the upload, which verifies again and makes the blob visible. So:
+checked) it commits the upload, which makes the blob visible. The stream's check is the
+store's too (``uploads.append(..., verified=digest)``): each byte is hashed once. So:
 
 * the first byte reaches every client as soon as the upstream sends it;
 * a client that goes away does not touch the fill; a fill every client abandoned at
   50% completes and is stored;
 * a cut, padded or corrupt body never becomes a cache entry (the upload is cancelled)
   and every reader ends in ``FillFailed`` *before* the last byte, so its connection is
-  cut instead of ending as a short 200.
+  cut instead of ending as a short 200 (handlers.py aborts it); the fill logs why, once.
 
 Across processes (workers of one host, replicas on one bucket) the fill is announced by
 a claim in storage (``store/proxy.py``) that names its spool and is rewritten every
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("registry.proxy")
 
-PIECE = 1024 * 1024  # the upstream's body is taken in pieces of this size (the last: less)
+PIECE = 1024 * 1024  # the upstream's body is hashed and spooled in pieces of about this size
 HEARTBEAT = 5.0
 CLAIM_STALE = 30.0
 SPOOL_WAIT = 2.0  # how long a follower waits for a fresh claim to name its spool
@@ -57,7 +58,11 @@ _CLAIM_POLL = 1.0  # a follower idle this long asks the claim whether the fill s
 
 class FillFailed(Exception):
     """The blob's fetch did not complete: what the reader handed out is all there is,
-    and the client's connection must be cut."""
+    and the client's connection must be cut. ``reported``: the fill has logged why."""
+
+    def __init__(self, message: str, *, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 class Fill:
@@ -82,6 +87,7 @@ class Fill:
         self.complete = False  # every byte arrived and verified, and is in the spool
         self.finished = False
         self.ok = False  # stored
+        self.reported = False  # a failure was logged (once, here: not per reader)
         self.also_link: set[str] = set()  # repositories whose upstream confirmed the blob
         # The fill runs for nobody in particular: a change it makes is the cache's.
         self._context = dataclasses.replace(current(), origin="proxy")
@@ -118,7 +124,10 @@ class Fill:
                             yield chunk
 
                     if upload is not None:
-                        await store.uploads.append(route.local, upload, tee())
+                        # The stream verifies itself: the store need not hash it again.
+                        await store.uploads.append(
+                            route.local, upload, tee(), verified=self.digest
+                        )
                     else:
                         async for _ in tee():
                             pass
@@ -135,17 +144,37 @@ class Fill:
                 raise
             except (RemoteError, RegistryError) as exc:
                 metrics.FILLS_FAILED.labels(route.upstream.name).inc()
-                log.warning("proxy: fetching %s of %s failed: %s", self.digest, route.local, exc)
+                self._report(exc)
                 if not self.size.done():
                     error = exc if isinstance(exc, RegistryError) else spec_error(exc, "blob")
                     self.size.set_exception(error)
             except Exception as exc:
                 metrics.FILLS_FAILED.labels(route.upstream.name).inc()
                 log.exception("proxy: fetching %s of %s failed", self.digest, route.local)
+                self.reported = True
                 if not self.size.done():
                     self.size.set_exception(unavailable(route.upstream.name, str(exc)[:200]))
             finally:
                 await self._finish(upload, heartbeat)
+
+    def _report(self, exc: RemoteError | RegistryError) -> None:
+        """One warning per failed fetch, however many clients it cuts off."""
+        route = self.route
+        if isinstance(exc, RemoteError):
+            reason = exc.reason.removeprefix(f"{self.digest}: ")
+        else:
+            reason = exc.message
+        log.warning(
+            "proxy: fetching blob %s from upstream %s (for %s) failed: %s%s",
+            self.digest,
+            route.upstream.name,
+            route.local,
+            reason,
+            "; nothing was cached, and its clients' connections are cut"
+            if self.size.done()
+            else "",
+        )
+        self.reported = True
 
     async def _finish(
         self, upload: UploadState | None, heartbeat: asyncio.Task[None] | None
@@ -199,7 +228,10 @@ class Fill:
                 if (self.complete or self.finished) and offset >= spool.written:
                     if self.complete and (end is None or offset >= end):
                         return
-                    raise FillFailed(f"the fetch of {self.digest} stopped at {offset} bytes")
+                    raise FillFailed(
+                        f"the fetch of {self.digest} stopped at {offset} bytes",
+                        reported=self.reported,
+                    )
                 await changed.wait()
         finally:
             spool.release()

@@ -3,8 +3,9 @@ when the answer is None (the repository is not cached from an upstream, or -- fo
 -- the store holds what was asked).
 
 An uncached blob is streamed with ``CachedBlobResponse``: when its fetch fails midway,
-the response ends without its last message, so the server cuts the connection and the
-client sees an incomplete body -- never a short 200.
+the response ends without its last message (an explicit abort, registry/aborts.py), so
+the server cuts the connection and the client sees an incomplete body -- never a short
+200. The fetch has logged why, once; the abort itself is quiet.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from registry import errors
+from registry.aborts import abort
 from registry.errors import RegistryError
 from registry.maintenance import WRITE_METHODS
 from registry.manifest import OCI_INDEX
@@ -96,6 +98,7 @@ class CachedBlobResponse(StreamingResponse):
         miss: BlobMiss,
         headers: dict[str, str],
         upstream: str,
+        digest: Digest,
         sources: list[BlobSource],
     ) -> None:
         assert miss.body is not None
@@ -107,6 +110,12 @@ class CachedBlobResponse(StreamingResponse):
         )
         self._upstream = upstream
         self._sources = sources
+        self._digest = digest
+        self._scope: Scope = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope  # whether the server offers the abort
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
         served = metrics.SERVED_BYTES.labels(self._upstream)
@@ -120,7 +129,16 @@ class CachedBlobResponse(StreamingResponse):
         except (FillFailed, RemoteError) as exc:
             # No last message: the server closes the connection, and the client knows
             # that the body is incomplete.
-            log.warning("proxy: cutting a blob response: %s", exc)
+            if isinstance(exc, FillFailed) and exc.reported:
+                log.debug("proxy: cut a response of blob %s: %s", self._digest, exc)
+            else:
+                log.warning(
+                    "proxy: cut a response of blob %s from upstream %s: %s",
+                    self._digest,
+                    self._upstream,
+                    exc,
+                )
+            await abort(self._scope, send)
             return
         finally:
             aclose = getattr(self.body_iterator, "aclose", None)
@@ -169,7 +187,7 @@ async def proxied_blob(request: Request, name: str, digest: Digest) -> Response 
         headers["Content-Length"] = str(got.length)
     if got.content_range is not None:
         headers["Content-Range"] = got.content_range
-    return CachedBlobResponse(got, headers, upstream, got.closers)
+    return CachedBlobResponse(got, headers, upstream, digest, got.closers)
 
 
 # ---------------------------------------------------------------------- referrers

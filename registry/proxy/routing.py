@@ -154,5 +154,12 @@ class Routes:
         return f"/v2/{self.default.namespace}/{path[len('/v2/') :]}"
 
 
+def cached_namespaces(config: ProxyConfig) -> tuple[str, ...]:
+    """The repositories the cache serves, as patterns (registry/patterns.py; a namespace
+    is a repository name, so literal): for the garbage collector, which leaves their
+    untagged manifests to eviction (``Collector(cached=...)``)."""
+    return tuple(f"{u.local_namespace}/**" for u in config.upstreams)
+
+
 def _refuse(code: errors.ErrorCode, message: str) -> Rewrite:
     return Rewrite(refusal=RegistryError(code, message))

@@ -11,6 +11,12 @@ the spool of another worker's fill (``SpoolFile``).
 Appends are batched: while one write runs in a thread, the pieces that arrive meanwhile
 gather and go in the next write, so a reader waits for at most one write, and a fast
 upstream costs few thread hops. Memory stays at about ``MAX_PENDING``.
+
+Reads are made on the event loop: what a reader asks for was written moments ago and
+is in the page cache, so a read is a copy from memory, cheaper than a hop to a thread
+and back. A read that took long came from the disk (a reader far behind on a blob
+larger than the cache): that spool's reads then go to threads, as sendfile does in
+registry/zerocopy.py.
 """
 
 from __future__ import annotations
@@ -19,9 +25,29 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 
 READ_MAX = 256 * 1024  # bytes a reader takes from the file at once
 MAX_PENDING = 8 * 1024 * 1024  # bytes gathered before the fill waits for the disk
+# A read that took longer came from the disk, not from the page cache.
+FROM_DISK = 0.004
+
+
+class _Preads:
+    """Reads of one spool file: on the event loop while they are fast, in threads once
+    one was slow."""
+
+    def __init__(self) -> None:
+        self.threaded = False
+
+    async def pread(self, fd: int, n: int, offset: int) -> bytes:
+        if self.threaded:
+            return await asyncio.to_thread(os.pread, fd, n, offset)
+        started = time.perf_counter()
+        data = os.pread(fd, n, offset)
+        if time.perf_counter() - started > FROM_DISK:
+            self.threaded = True
+        return data
 
 
 class Spool:
@@ -39,6 +65,7 @@ class Spool:
         self._users = 1  # the writer; readers add themselves
         self._unlinked = False
         self._failed: BaseException | None = None
+        self._preads = _Preads()
 
     # ------------------------------------------------------------------ writing
 
@@ -106,7 +133,7 @@ class Spool:
         n = min(limit, self.written - offset)
         if n <= 0:
             return b""
-        return await asyncio.to_thread(os.pread, self.fd, n, offset)
+        return await self._preads.pread(self.fd, n, offset)
 
     def _unlink(self) -> None:
         if not self._unlinked:
@@ -127,12 +154,13 @@ class SpoolFile:
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDONLY)  # FileNotFoundError: that fill is over
+        self._preads = _Preads()
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
     async def read(self, offset: int, limit: int = READ_MAX) -> bytes:
-        return await asyncio.to_thread(os.pread, self.fd, limit, offset)
+        return await self._preads.pread(self.fd, limit, offset)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

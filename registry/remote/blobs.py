@@ -5,6 +5,10 @@ its size and digest verified, so a consumer that streams to its own client and t
 at once never hands out a complete body of wrong content: on a cut, padded or corrupted
 body it gets a VerificationError instead of the last piece, and aborts. A range answer is
 checked for its length (a part cannot be checked against the digest).
+
+The other pieces are handed out at once and hashed in a thread meanwhile, in order, while
+the next piece arrives: hashing adds no wait to the stream but at its end, and holds at
+most one piece back from being freed.
 """
 
 from __future__ import annotations
@@ -94,15 +98,31 @@ class BlobStream:
         return self._verified()
 
     async def _raw(self) -> AsyncIterator[bytes]:
-        """The body, less the bytes before a range the remote ignored."""
+        """The body as it arrives, less the bytes before a range the remote ignored."""
         skip = self._skip
-        async for chunk in self._answer.chunks(self._chunk_size):
+        async for chunk in self._answer.chunks():
             if skip:
                 if len(chunk) <= skip:
                     skip -= len(chunk)
                     continue
                 chunk, skip = chunk[skip:], 0
-            yield chunk
+            if chunk:
+                yield chunk
+
+    async def _gathered(self) -> AsyncIterator[list[bytes]]:
+        """The body's pieces, gathered until they hold ``chunk_size`` bytes (None: one
+        piece at a time). Gathered here rather than by httpx's chunker, which copies
+        every byte three times on the event loop."""
+        batch: list[bytes] = []
+        size = 0
+        async for chunk in self._raw():
+            batch.append(chunk)
+            size += len(chunk)
+            if self._chunk_size is None or size >= self._chunk_size:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
     async def _verified(self) -> AsyncIterator[bytes]:
         hasher = None if self.partial else hasher_for(self.digest)
@@ -110,26 +130,22 @@ class BlobStream:
         held: bytes | None = None  # the unknown-length case keeps one piece back
         count = 0
         bucket = self._session.bucket
+        hashing = _Hashing(hasher)
         try:
-            async for chunk in self._raw():
-                if not chunk:
-                    continue
+            async for pieces in self._gathered():
+                chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 if expected is not None and count + len(chunk) > expected:
                     if self.partial and self._skip:
                         chunk = chunk[: expected - count]  # a whole body: stop at the range
                     else:
                         raise self._fail(f"body is longer than {expected} bytes")
                 count += len(chunk)
-                if hasher is not None:
-                    if len(chunk) >= THREAD_HASH_MIN:
-                        # hashlib lets go of the GIL: the loop serves others meanwhile.
-                        await asyncio.to_thread(hasher.update, chunk)
-                    else:
-                        hasher.update(chunk)
                 if bucket is not None:
                     await bucket.take(len(chunk))
+                await hashing.add(chunk)
                 if expected is not None:
                     if count == expected:
+                        await hashing.settle()
                         self._check(hasher, count)
                     self.bytes_read += len(chunk)
                     yield chunk
@@ -148,6 +164,7 @@ class BlobStream:
         if expected is not None and count < expected:
             raise self._fail(f"body ended after {count} of {expected} bytes")
         if expected is None:
+            await hashing.settle()
             self._check(hasher, count)
             if held is not None:
                 self.bytes_read += len(held)
@@ -159,3 +176,30 @@ class BlobStream:
         got = f"{self.digest.algorithm}:{hasher.hexdigest()}"
         if got != str(self.digest):
             raise self._fail(f"content of {count} bytes has digest {got}")
+
+
+class _Hashing:
+    """A running hash fed in order, large pieces in a thread while the stream goes on:
+    ``add`` waits only for the piece before (so one piece at most is held), ``settle``
+    for the last."""
+
+    def __init__(self, hasher: Any | None) -> None:
+        self._hasher = hasher
+        self._running: asyncio.Future[None] | None = None
+
+    async def add(self, piece: bytes) -> None:
+        if self._hasher is None:
+            return
+        await self.settle()
+        if len(piece) >= THREAD_HASH_MIN:
+            # hashlib lets go of the GIL: the loop goes on meanwhile. (A future, not a
+            # task: a stream dropped mid-hash leaves nothing pending behind.)
+            loop = asyncio.get_running_loop()
+            self._running = loop.run_in_executor(None, self._hasher.update, piece)
+        else:
+            self._hasher.update(piece)
+
+    async def settle(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running

@@ -28,6 +28,12 @@ The running digest of a data file: hashlib cannot serialise a hash's internal st
 * when a chunk lands on a process without the live hasher, it is appended unhashed and
   its progress file is empty; the final ``PUT`` then re-hashes the stored data once.
   Data is hashed at most twice, and only in that case.
+
+A stream that verifies itself (``append(..., verified=digest)``: the remote client's
+``BlobStream``, which raises before its last piece unless the bytes it yielded have
+that digest) is not hashed again: once it has ended and its bytes are written, the
+session holds content of that digest, and the commit against it needs no hash. The
+pull-through cache stores what it fetches so, hashing each byte once.
 """
 
 from __future__ import annotations
@@ -127,6 +133,16 @@ class _Hashers:
 
     def drop(self, upload_id: str) -> None:
         self._items.pop(upload_id, None)
+
+
+class _Verified:
+    """Stands in for the hasher of a session whose stream verified itself: its digest."""
+
+    def __init__(self, hexdigest: str) -> None:
+        self._hexdigest = hexdigest
+
+    def hexdigest(self) -> str:
+        return self._hexdigest
 
 
 class _RunningHash:
@@ -291,12 +307,16 @@ class UploadStore:
         state: UploadState,
         stream: AsyncIterator[bytes],
         start: int | None = None,
+        *,
+        verified: Digest | None = None,
     ) -> int:
         """Append a chunk; ``start`` (from Content-Range) must be the current size, or
-        UploadOffsetError."""
+        UploadOffsetError. ``verified``: ``stream`` is a whole blob that verifies itself
+        against this digest (it raises before its last piece otherwise), appended to an
+        empty session -- its bytes are not hashed again."""
         if state.inline is not None:
-            return await self._append_inline(name, state, stream, start)
-        return await self._append_file(name, state, stream, start)
+            return await self._append_inline(name, state, stream, start, verified)
+        return await self._append_file(name, state, stream, start, verified=verified)
 
     async def _append_file(
         self,
@@ -305,6 +325,7 @@ class UploadStore:
         stream: AsyncIterator[bytes],
         start: int | None = None,
         fresh: bool = False,
+        verified: Digest | None = None,
     ) -> int:
         """Append to the session's data file; ``fresh``: begin it."""
         writer = await self._driver.writer(
@@ -315,11 +336,19 @@ class UploadStore:
             if start is not None and start != size:
                 raise UploadOffsetError(state.upload_id, start, size)
             hasher = self._hashers.take(state.upload_id, size)
+            if isinstance(hasher, _Verified):
+                hasher = None  # more bytes after a verified blob: of unknown digest
             if hasher is None and size == 0:
                 hasher = hashlib.sha256()
-            running = None if hasher is None else _RunningHash(hasher)
+            # Only a whole blob from the start, of the digest the session keeps.
+            known = None
+            if verified is not None and verified.algorithm == "sha256" and size == 0:
+                known = verified.hex
+            running = None if hasher is None or known else _RunningHash(hasher)
+            ended = False
             try:
                 await _ingest(stream, writer, running)
+                ended = True
             finally:
                 await writer.close()
                 gained = writer.size - size
@@ -327,7 +356,10 @@ class UploadStore:
                 if gained:
                     state.sha256 = None  # a digest kept by an earlier version: of less
                 hexdigest = ""
-                if running is not None and running.settled and running.hashed == gained:
+                if known and ended:
+                    hexdigest = known
+                    self._hashers.keep(state.upload_id, writer.size, _Verified(known))
+                elif running is not None and running.settled and running.hashed == gained:
                     self._hashers.keep(state.upload_id, writer.size, running.hasher)
                     hexdigest = running.hasher.copy().hexdigest()
                 else:
@@ -341,7 +373,12 @@ class UploadStore:
         return writer.size
 
     async def _append_inline(
-        self, name: str, state: UploadState, stream: AsyncIterator[bytes], start: int | None
+        self,
+        name: str,
+        state: UploadState,
+        stream: AsyncIterator[bytes],
+        start: int | None,
+        verified: Digest | None = None,
     ) -> int:
         held = state.inline or b""
         if start is not None and start != len(held):
@@ -364,7 +401,10 @@ class UploadStore:
         # less, and says so), then the file is begun with what was held.
         state.inline, state.offset, state.sha256 = None, 0, None
         await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
-        return await self._append_file(name, state, _prefixed(parts, chunks), fresh=True)
+        whole = verified if not held else None  # the stream is all the session holds
+        return await self._append_file(
+            name, state, _prefixed(parts, chunks), fresh=True, verified=whole
+        )
 
     async def _save_inline(self, name: str, state: UploadState, data: bytes) -> None:
         state.inline, state.offset = data, len(data)

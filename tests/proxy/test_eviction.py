@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 
 from registry.config import GcConfig
-from registry.gc import Collector
+from registry.gc import CollectionReport, background_collector
 from registry.proxy import PullThroughCache
 from registry.proxy.eviction import Cached, Node, plan
 from registry.reference import Digest, parse_digest
@@ -54,10 +54,10 @@ def store_of(cache: InProcessRegistry) -> RegistryStore:
     return store
 
 
-def pull(cache: InProcessRegistry, name: str, img: Image) -> None:
+def pull(cache: InProcessRegistry, name: str, img: Image, reference: str = "v1") -> None:
     """A whole pull through the cache, and the pull times written (as the loop would)."""
     with cache.client() as c:
-        r = c.get(f"/v2/{name}/manifests/v1", headers={"Accept": img.media_type})
+        r = c.get(f"/v2/{name}/manifests/{reference}", headers={"Accept": img.media_type})
         assert r.status_code == 200 and r.content == img.manifest
         for digest, data in img.blobs.items():
             assert c.get(f"/v2/{name}/blobs/{digest}").content == data
@@ -68,9 +68,14 @@ def stored(cache: InProcessRegistry, digest: str) -> bool:
     return cache.run(store_of(cache).blobs.exists(parse_digest(digest)))
 
 
-def collect(cache: InProcessRegistry) -> None:
-    collector = Collector(store_of(cache), GcConfig(grace_period=0), upload_expiry=DAY, settle=0.01)
-    cache.run(collector.run())
+def collect(cache: InProcessRegistry) -> CollectionReport:
+    """A collection as ``registry serve`` makes it (``background_collector``, so the
+    cached namespaces come from the cache's configuration), with no grace period."""
+    config = cache.config.model_copy(update={"gc": GcConfig(grace_period=0)})
+    background = background_collector(store_of(cache), config, cache.app.state.readonly)
+    assert background is not None
+    report: CollectionReport = cache.run(background.collector.run())
+    return report
 
 
 def test_eviction_by_age_keeps_blobs_that_others_share(
@@ -109,6 +114,38 @@ def test_eviction_by_age_keeps_blobs_that_others_share(
     assert upstreams.dist.count(None, "/(blobs|manifests)/") == 0
     pull(cache, f"dist/{repo_a}", a)  # evicted: fetched again
     assert upstreams.dist.count("GET", "/blobs/") == len(gone)
+
+
+def test_digest_pulls_stay_cached_until_eviction_takes_them(
+    upstreams: Upstreams, in_process_cache: MakeCache
+) -> None:
+    """A manifest pulled by digest is untagged in the cache: the collector's untagged
+    policy (delete, the default) leaves it to eviction, and still applies elsewhere."""
+    clock = ShiftedClock()
+    cache = in_process_cache(driver=MemoryDriver(clock=clock.time), pulled_resolution=0.001)
+    img, local = image_of(os.urandom(50_000)), image_of(os.urandom(50_000))
+    repo = repo_name()
+    name = f"dist/{repo}"
+    upstreams.seed("dist", repo, img)
+    pull(cache, name, img, img.digest)
+    with cache.client() as c:
+        push_image(c, "local/untagged", local)  # by digest: the policy's to delete
+    clock.advance(DAY)
+
+    report = collect(cache)
+
+    assert report.manifests_deleted == [f"local/untagged@{local.digest}"]
+    assert all(stored(cache, d) for d in [img.digest, *img.blobs])
+    upstreams.dist.clear()
+    pull(cache, name, img, img.digest)  # whole, from the cache
+    assert upstreams.dist.count(None, "/(blobs|manifests)/") == 0
+
+    clock.advance(8 * DAY)
+    evicted = cache.run(proxy_of(cache).evictor.run())
+    assert evicted is not None
+    assert evicted.evicted == [((name, parse_digest(img.digest)), "age")]
+    report = collect(cache)
+    assert set(report.blobs_deleted) == {img.digest, *img.blobs}
 
 
 def test_eviction_by_size_takes_the_least_recently_pulled_first(

@@ -151,6 +151,7 @@ def test_a_faulty_upstream_body_leaves_no_cache_entry_and_cuts_the_client(
     # Every GET (also one that meets the token challenge) until the fault heals.
     front.fault(method="GET", path="/blobs/", times=None, **fault)
     url = f"{cache.url}/v2/{which}/{repo}/blobs/{digest}"
+    logged_before = len(cache.log())
     with (
         httpx.Client(timeout=30) as c,
         pytest.raises(httpx.RemoteProtocolError),
@@ -170,6 +171,14 @@ def test_a_faulty_upstream_body_leaves_no_cache_entry_and_cuts_the_client(
         front.clear()
         assert c.get(url).content == data
     assert front.count("GET", "/blobs/") == 0
+    # One warning of ours says what happened; the abort itself is quiet (the server
+    # has long finished with the cut request: it has served two since).
+    log = cache.log()[logged_before:]
+    assert "ASGI callable" not in log and " error " not in log, log
+    warnings = [line for line in log.splitlines() if " warning " in line]
+    assert len(warnings) == 1, log
+    assert f"blob {digest} from upstream {which} " in warnings[0]
+    assert "failed: " in warnings[0] and "nothing was cached" in warnings[0]
 
 
 def test_ranges_of_a_miss_and_of_a_hit(cache: RegistryServer, upstreams: Upstreams) -> None:

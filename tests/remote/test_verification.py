@@ -38,6 +38,8 @@ FAULTS = {
 }
 
 
+# Pieces hashed on the event loop, and pieces hashed in a thread while the next arrive.
+@pytest.mark.parametrize("piece", [64 * 1024, 256 * 1024], ids=["loop-hashed", "thread-hashed"])
 @pytest.mark.parametrize("known_size", [True, False], ids=["size-known", "size-unknown"])
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
 async def test_bad_blob_body_never_reads_as_complete(
@@ -46,6 +48,7 @@ async def test_bad_blob_body_never_reads_as_complete(
     big_blob: tuple[str, bytes],
     fault: str,
     known_size: bool,
+    piece: int,
 ) -> None:
     repo, data = big_blob
     digest = parse_digest(sha256(data))
@@ -55,7 +58,7 @@ async def test_bad_blob_body_never_reads_as_complete(
     async with RegistryClient(settings(proxy.url)) as client:
         with pytest.raises(VerificationError) as exc:
             stream = await client.open_blob(
-                repo, digest, size=len(data) if known_size else None, chunk_size=64 * 1024
+                repo, digest, size=len(data) if known_size else None, chunk_size=piece
             )
             async with stream:
                 async for chunk in stream:

@@ -16,6 +16,7 @@ from registry.store import RegistryStore
 from storage_backends import CheckedDriver, FileWriter
 from storage_backends.filesystem import FilesystemDriver
 from storage_backends.memory import MemoryDriver
+from tests.hashes import CountingHashes
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +162,63 @@ async def test_the_digest_written_after_a_chunk_finishes_the_upload_elsewhere() 
     assert reads == []
     await first.close()
     await second.close()
+
+
+async def test_a_stream_that_verifies_itself_is_not_hashed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = b"v" * 3_000_000
+    digest = parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+    store = RegistryStore(CheckedDriver(MemoryDriver()))
+    hashes = CountingHashes(monkeypatch)
+    state = await store.uploads.create(REPO)
+
+    await store.uploads.append(REPO, state, body(data), verified=digest)
+    assert (await store.uploads.commit(REPO, state, digest)).size == len(data)
+
+    assert hashes.hashed == 0
+    assert b"".join([chunk async for chunk in store.blobs.read(digest)]) == data
+    await store.close()
+
+
+async def test_a_verified_stream_commits_only_as_its_digest() -> None:
+    data = b"w" * 3_000_000
+    digest = parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+    other = parse_digest("sha256:" + hashlib.sha256(data + b"!").hexdigest())
+    store = RegistryStore(CheckedDriver(MemoryDriver()))
+    state = await store.uploads.create(REPO)
+    await store.uploads.append(REPO, state, body(data), verified=digest)
+    with pytest.raises(RegistryError) as refused:
+        await store.uploads.commit(REPO, state, other)
+    assert refused.value.code == errors.DIGEST_INVALID
+    await store.close()
+
+
+async def test_what_follows_or_breaks_off_a_verified_stream_is_hashed_from_storage() -> None:
+    a, b = b"a" * 3_000_000, b"b" * 1_000_000
+    whole = parse_digest("sha256:" + hashlib.sha256(a).hexdigest())
+    store = RegistryStore(CheckedDriver(MemoryDriver()))
+    # More bytes after a verified blob: the session's digest is that of all it holds.
+    state = await store.uploads.create(REPO)
+    await store.uploads.append(REPO, state, body(a), verified=whole)
+    await store.uploads.append(REPO, state, body(b))
+    with pytest.raises(RegistryError):
+        await store.uploads.commit(REPO, state, whole)
+    state = await store.uploads.create(REPO)
+    await store.uploads.append(REPO, state, body(a), verified=whole)
+    await store.uploads.append(REPO, state, body(b))
+    both = parse_digest("sha256:" + hashlib.sha256(a + b).hexdigest())
+    assert (await store.uploads.commit(REPO, state, both)).size == len(a + b)
+
+    # A stream that stops before its end (it would not have verified): not trusted.
+    async def broken() -> AsyncIterator[bytes]:
+        yield a[:2_000_000]
+        raise OSError("the remote closed the connection")
+
+    state = await store.uploads.create(REPO)
+    with pytest.raises(OSError):
+        await store.uploads.append(REPO, state, broken(), verified=whole)
+    with pytest.raises(RegistryError) as refused:
+        await store.uploads.commit(REPO, state, whole)
+    assert refused.value.code == errors.DIGEST_INVALID
+    await store.close()
