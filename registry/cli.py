@@ -52,7 +52,21 @@ def _prepare(config: Config) -> StartFacts:
         root = os.path.abspath(config.storage.filesystem.rootdirectory)
         os.makedirs(root, exist_ok=True)  # preflight found it creatable
         os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
-    return StartFacts(signing_key_generated=new_key, storage_error=storage_unreachable(config))
+    return StartFacts(signing_key_generated=new_key, storage_error=_storage_check(config))
+
+
+def _storage_check(config: Config) -> str | None:
+    """The start-up look at the storage. On S3 it runs in a child process: the supervisor
+    of the workers lives as long as they do, and would otherwise keep boto3 loaded
+    (about 25 MiB) for one request."""
+    if config.storage.driver != "s3":
+        return storage_unreachable(config)
+    import concurrent.futures
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as child:
+        return child.submit(storage_unreachable, config).result()
 
 
 def serve(args: argparse.Namespace) -> None:
