@@ -226,8 +226,10 @@ class StatusRecord:
 
 
 class StatusBook:
-    """One writer's status document of one rule: read once, then written after each
-    delivery or pass (the writer is the only one: see store/replication.py)."""
+    """One writer's status document of one rule, written after each delivery or pass.
+    One process writes it at a time (under the rule's lease), but which one changes: the
+    events lease moves, ``registry replicate run`` runs beside ``serve``. So each save
+    reads the document again first, and adds to the totals stored, not to a copy."""
 
     def __init__(self, state: ReplicationState, rule: str, writer: str) -> None:
         self._state = state
@@ -240,7 +242,7 @@ class StatusBook:
         return self.record
 
     async def save(self, run: RunRecord) -> None:
-        record = self.record if self.record is not None else await self.load()
+        record = await self.load()
         if run.outcome != "running":
             record.totals.add(run.tally)
             if run.outcome in ("ok", "partial"):
