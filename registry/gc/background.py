@@ -98,11 +98,16 @@ def background_collector(
     async def paused() -> bool:
         return await readonly.flag() is not None
 
-    collector = Collector(
+    return BackgroundCollector(collector_for(store, config), config.gc.interval, paused=paused)
+
+
+def collector_for(store: RegistryStore, config: Config) -> Collector:
+    """The collector as the configuration sets it up, for ``registry serve``'s loop and
+    ``registry gc`` alike: quota groups counted, cached namespaces left to eviction."""
+    return Collector(
         store,
         config.gc,
         upload_expiry=config.uploads.expiry,
         usage_groups=usage_groups(config.policy),
         cached=cached_namespaces(config.proxy),
     )
-    return BackgroundCollector(collector, config.gc.interval, paused=paused)

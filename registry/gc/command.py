@@ -16,12 +16,11 @@ from typing import Any
 
 from registry.config import Config
 from registry.config_check import load_or_exit
-from registry.gc.collector import CollectionBusyError, Collector
+from registry.gc.background import collector_for
+from registry.gc.collector import CollectionBusyError
 from registry.gc.report import CollectionReport
 from registry.listeners import install_listeners
-from registry.policy import usage_groups
 from registry.preflight import require_existing_storage
-from registry.proxy import cached_namespaces
 from registry.request_log import setup_logging
 from registry.store import LeaseLostError, StorageError, open_store
 
@@ -76,13 +75,6 @@ async def collect_once(
     # As `registry serve` does: immutable tags kept, usage journaled, deletes recorded.
     install_listeners(store, config)
     try:
-        collector = Collector(
-            store,
-            config.gc,
-            upload_expiry=config.uploads.expiry,
-            usage_groups=usage_groups(config.policy),
-            cached=cached_namespaces(config.proxy),
-        )
-        return await collector.run(dry_run=dry_run, full=full)
+        return await collector_for(store, config).run(dry_run=dry_run, full=full)
     finally:
         await store.close()
