@@ -39,6 +39,7 @@ from registry.events.model import Event, Record
 from registry.events.queue import ConsumerQueue
 from registry.events.recorder import LocalRecords
 from registry.store import Clock, Lease, LeaseLostError, RegistryStore
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.events")
 
@@ -95,11 +96,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
-            if not done:
-                log.warning("events: delivery did not stop within %.0fs", STOP_TIMEOUT)
+        if not await stop_task(task, STOP_TIMEOUT):
+            log.warning("events: delivery did not stop within %.0fs", STOP_TIMEOUT)
         for consumer in self.consumers:
             with contextlib.suppress(Exception):
                 await consumer.close()

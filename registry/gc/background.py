@@ -8,7 +8,6 @@ that round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from registry.maintenance import ReadOnlyState
 from registry.policy import usage_groups
 from registry.proxy import cached_namespaces
 from registry.store import LeaseLostError, RegistryStore
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.gc")
 
@@ -47,15 +47,8 @@ class BackgroundCollector:
     async def stop(self) -> None:
         """Cancel the loop; a run in progress removes its tombstones and lease first."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
-        if not done:
+        if not await stop_task(task, STOP_TIMEOUT):
             log.warning("gc: the collection did not stop within %.0fs", STOP_TIMEOUT)
-            return
-        with contextlib.suppress(asyncio.CancelledError):
-            task.result()
 
     async def _loop(self) -> None:
         while True:

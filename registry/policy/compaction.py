@@ -24,7 +24,6 @@ every ``policy.quota.compact_interval``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from registry.store import (
     Reservation,
     UsageOp,
 )
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.policy")
 
@@ -304,10 +304,7 @@ class BackgroundUpkeep:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _loop(self) -> None:
         clock = self.compactor.store.clock

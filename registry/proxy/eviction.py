@@ -35,6 +35,7 @@ from registry.proxy.pulls import PullRecorder
 from registry.proxy.routing import Routes
 from registry.reference import Digest
 from registry.store import Lease, LeaseLostError, PathNotFoundError, RegistryStore, Revision
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.proxy")
 
@@ -296,10 +297,7 @@ class BackgroundEvictor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _loop(self) -> None:
         while True:

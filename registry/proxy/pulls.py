@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from registry.reference import Digest
 from registry.store import RegistryStore
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.proxy")
 
@@ -62,10 +63,7 @@ class PullRecorder:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         with contextlib.suppress(Exception):
             await self.flush()
 

@@ -19,7 +19,6 @@ once. An invalid file is logged and the running rules stay as they are.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from registry.replication.scheduler import RulePausedError, Scheduler, run_lease
 from registry.replication.state import RunRecord, UploadSlots, expire_uploads
 from registry.replication.status import event_time, oldest_waiting
 from registry.store import RegistryStore
+from registry.tasks import stop_task
 
 log = logging.getLogger("registry.replication")
 
@@ -80,10 +80,7 @@ class ReplicationService:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, STOP_TIMEOUT)
+        await stop_task(task, STOP_TIMEOUT)
         await self.scheduler.stop()
         for runner in self.runners.values():
             await runner.retire()
