@@ -39,7 +39,6 @@ from registry.routes import (
 from registry.routes.plain import add_routes
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
-from registry.ui import install_ui
 from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
@@ -159,6 +158,8 @@ def create_app(
         app.state.token_service = TokenService(authorizer)
         add_routes(app, token.router, before_endpoint)
     if config.ui.enabled:
+        from registry.ui import install_ui  # Jinja2: loaded only for the UI
+
         install_ui(app, config, store)
 
     @app.exception_handler(RegistryError)

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from registry.config import Config
-from registry.preflight import storage_location
+if TYPE_CHECKING:
+    from registry.config import Config
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -45,6 +46,8 @@ def is_loopback(host: str) -> bool:
 
 def banner_lines(config: Config, facts: StartFacts) -> tuple[list[tuple[str, str]], list[str]]:
     """(label, value) rows and warnings."""
+    from registry.preflight import storage_location
+
     http, auth, gc = config.http, config.auth, config.gc
     scheme = "https" if http.tls_cert else "http"
     host = f"[{http.host}]" if ":" in http.host else http.host

@@ -1,4 +1,11 @@
-"""The ``registry`` command: serve (and the maintenance commands beside it)."""
+"""The ``registry`` command: serve (and the maintenance commands beside it).
+
+With several workers, the process that starts them lives as long as they do and needs
+nothing of the application, so ``serve`` keeps it small: the configuration is read and
+checked, the token key made, the storage looked at and the banner printed in a child
+process, which hands back only what uvicorn needs (``registry.server.ServePlan``).
+Imports are therefore inside the functions that need them.
+"""
 
 from __future__ import annotations
 
@@ -9,89 +16,153 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from registry.banner import StartFacts, print_banner, registry_version
-from registry.config import Config
-from registry.config_check import CONFIG_FILE_ENV, load_or_exit
-from registry.preflight import storage_unreachable
+if TYPE_CHECKING:
+    from registry.banner import StartFacts
+    from registry.config import Config
+    from registry.server import ServePlan
+
+# The configuration file of ``registry serve`` (--config), read by every worker.
+CONFIG_FILE_ENV = "REGISTRY_CONFIG_FILE"
+_WORKERS_ENV = "REGISTRY_HTTP_WORKERS"
 
 # CLI flags become REGISTRY_* variables, so worker processes started by uvicorn see
 # exactly the configuration the parent validated.
 _FLAG_ENV = {
     "host": "REGISTRY_HTTP_HOST",
     "port": "REGISTRY_HTTP_PORT",
-    "workers": "REGISTRY_HTTP_WORKERS",
+    "workers": _WORKERS_ENV,
     "data_dir": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
     "tls_cert": "REGISTRY_HTTP_TLS_CERT",
     "tls_key": "REGISTRY_HTTP_TLS_KEY",
 }
 
 
-def _multiprocess_metrics(workers: int) -> None:
+def _multiprocess_metrics(variable: str | None) -> None:
     """With several workers, each writes its metrics to a fresh folder that /metrics on
     any of them sums (prometheus_client's multiprocess mode); removed at exit."""
-    if workers <= 1:
+    if variable is None:
         return
-    from registry.metrics import MULTIPROC_ENV
-
     path = tempfile.mkdtemp(prefix="registry-metrics-")
-    os.environ[MULTIPROC_ENV] = path
+    os.environ[variable] = path
     atexit.register(shutil.rmtree, path, True)
 
 
-def _prepare(config: Config) -> StartFacts:
-    """What the parent does once before any worker starts: the token signing key (made on
-    first start), the data folder, and a look at the storage (a warning, never a stop)."""
+def _prepare(config: Config) -> tuple[StartFacts, dict[str, str]]:
+    """What is done once before any worker starts: the token signing key (made on first
+    start), the data folder, and a look at the storage (a warning, never a stop).
+    Returns what was learnt and the variables the workers must see."""
+    from registry.banner import StartFacts
+    from registry.preflight import storage_unreachable
+
     token = config.auth.token
     new_key = config.auth.mode == "token" and token.builtin and not os.path.lexists(token.key_file)
     if config.auth.mode != "none":
         from registry.auth import commands as auth_commands
 
         auth_commands.check_auth_or_exit(config)
+    env = {}
     if config.storage.driver == "filesystem":
         root = os.path.abspath(config.storage.filesystem.rootdirectory)
         os.makedirs(root, exist_ok=True)  # preflight found it creatable
-        os.environ["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
-    return StartFacts(signing_key_generated=new_key, storage_error=_storage_check(config))
+        env["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"] = root
+    facts = StartFacts(signing_key_generated=new_key, storage_error=storage_unreachable(config))
+    return facts, env
 
 
-def _storage_check(config: Config) -> str | None:
-    """The start-up look at the storage. On S3 it runs in a child process: the supervisor
-    of the workers lives as long as they do, and would otherwise keep boto3 loaded
-    (about 25 MiB) for one request."""
-    if config.storage.driver != "s3":
-        return storage_unreachable(config)
-    import concurrent.futures
-    import multiprocessing
+def _plan() -> ServePlan:
+    """The configuration's rules, then its files and data folder (one line each, exit
+    2), the preparations and the banner: what serving needs."""
+    from registry.banner import print_banner
+    from registry.config_check import load_or_exit
+    from registry.server import ServePlan
 
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as child:
-        return child.submit(storage_unreachable, config).result()
+    config = load_or_exit(os.environ.get(CONFIG_FILE_ENV), files=True)
+    facts, env = _prepare(config)
+    print_banner(config, facts)
+    metrics_env = None
+    if config.metrics.enabled and config.http.workers > 1:
+        from registry.metrics import MULTIPROC_ENV
+
+        metrics_env = MULTIPROC_ENV
+    return ServePlan.of(config, env, metrics_env)
+
+
+def _plan_in_child() -> tuple[int | str | None, ServePlan | None]:
+    """``_plan`` in a child process: its exit status, or the plan."""
+    try:
+        return None, _plan()
+    except SystemExit as e:
+        return e.code, None
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _workers_hint() -> int:
+    """The number of workers the configuration asks for, read without checking it
+    (the child does that): one worker means one process, which loads everything
+    anyway, so it prepares itself and saves the child's start."""
+    value: Any = os.environ.get(_WORKERS_ENV)
+    path = os.environ.get(CONFIG_FILE_ENV)
+    if value is None and path:
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = yaml.safe_load(f)["http"]["workers"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
 
 
 def serve(args: argparse.Namespace) -> None:
-    from registry import server  # uvicorn: loaded only to serve
-
     if args.config:
         os.environ[CONFIG_FILE_ENV] = os.path.abspath(args.config)
     for flag, env in _FLAG_ENV.items():
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = os.path.abspath(value) if flag == "data_dir" else str(value)
-    # The configuration's rules, then its files and data folder: one line each, exit 2.
-    config = load_or_exit(os.environ.get(CONFIG_FILE_ENV), files=True)
-    facts = _prepare(config)
-    print_banner(config, facts)
-    http = config.http
-    _multiprocess_metrics(http.workers if config.metrics.enabled else 1)
-    server.run(config)
+    if _workers_hint() > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as child:
+            status, plan = child.submit(_plan_in_child).result()
+        if plan is None:
+            raise SystemExit(status)
+    else:
+        plan = _plan()
+    from registry import server  # uvicorn: loaded only to serve
+
+    os.environ.update(plan.env)
+    _multiprocess_metrics(plan.metrics_env)
+    server.run(plan)
+
+
+class _Version(argparse.Action):
+    """--version, which reads the installed package's metadata only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from registry.banner import registry_version
+
+        print(f"registry {registry_version()}")
+        parser.exit()
 
 
 def build_parser(serve_only: bool = False) -> argparse.ArgumentParser:
     """The command line; ``serve_only`` leaves the maintenance commands out, and with them
     what they import: the process that supervises the workers stays small."""
     parser = argparse.ArgumentParser(prog="registry", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"registry {registry_version()}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("serve", help="run the registry HTTP server")

@@ -20,11 +20,10 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+# Read by `registry serve` itself, not a configuration key (defined where serve is).
+from registry.cli import CONFIG_FILE_ENV as CONFIG_FILE_ENV
 from registry.config import Config, apply_env
 from registry.preflight import check_files
-
-# Read by `registry serve` itself, not a configuration key.
-CONFIG_FILE_ENV = "REGISTRY_CONFIG_FILE"
 
 Severity = Literal["error", "warning"]
 

@@ -33,7 +33,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 from uvicorn.config import Config as UvicornConfig
@@ -42,9 +42,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from registry.aborts import ABORT
-from registry.config import Config
 from registry.request_log import ZERO_COPY, uvicorn_log_config
 from registry.zerocopy import ZeroCopyCycle
+
+if TYPE_CHECKING:  # the process supervising the workers loads no configuration model
+    from registry.config import Config
 
 log = logging.getLogger("registry.http")
 
@@ -573,33 +575,58 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         )
 
 
-def run(config: Config) -> None:
-    """Serve ``registry.app:app_from_environment`` as ``config.http`` says; every worker
+@dataclass(frozen=True)
+class ServePlan:
+    """What uvicorn is given to serve, worked out from a Config: plain data, so that
+    the process supervising the workers receives it without loading the configuration
+    (registry/cli.py). ``env``: variables every worker must see; ``metrics_env``: the
+    variable to point at a fresh folder for multiprocess metrics, if any."""
+
+    limits: HttpLimits
+    options: dict[str, Any]  # uvicorn.run's keyword arguments
+    env: dict[str, str]
+    metrics_env: str | None
+
+    @property
+    def workers(self) -> int:
+        return int(self.options["workers"])
+
+    @classmethod
+    def of(
+        cls, config: Config, env: dict[str, str] | None = None, metrics_env: str | None = None
+    ) -> ServePlan:
+        http = config.http
+        options = {
+            "host": http.host,
+            "port": http.port,
+            "workers": http.workers,
+            "ssl_certfile": http.tls_cert,
+            "ssl_keyfile": http.tls_key,
+            "forwarded_allow_ips": http.forwarded_allow_ips,
+            "timeout_graceful_shutdown": math.ceil(http.graceful_timeout),
+            # uvicorn counts the connection asking too: one more, so that max_connections
+            # connections are served and the next one's requests get 503.
+            "limit_concurrency": http.max_connections + 1,
+            "log_level": config.log.level,
+            "log_config": uvicorn_log_config(config.log.level, config.log.format),
+        }
+        return cls(HttpLimits.of(config), options, dict(env or {}), metrics_env)
+
+
+def run(plan: ServePlan) -> None:
+    """Serve ``registry.app:app_from_environment`` as ``plan`` says; every worker
     process builds its application from the same environment."""
     import uvicorn
 
-    http = config.http
-    limits = HttpLimits.of(config)
-    protocol = functools.partial(RegistryHttpProtocol, limits=limits)
+    protocol = functools.partial(RegistryHttpProtocol, limits=plan.limits)
     uvicorn.run(
         "registry.app:app_from_environment",
         factory=True,
         http=cast(Any, protocol),  # httptools: app.py tunes its flow control for pushes
         ws="none",
         loop="uvloop",
-        host=http.host,
-        port=http.port,
-        workers=http.workers,
-        ssl_certfile=http.tls_cert,
-        ssl_keyfile=http.tls_key,
         proxy_headers=True,
-        forwarded_allow_ips=http.forwarded_allow_ips,
-        timeout_graceful_shutdown=math.ceil(http.graceful_timeout),
-        # uvicorn counts the connection asking too: one more, so that max_connections
-        # connections are served and the next one's requests get 503.
-        limit_concurrency=http.max_connections + 1,
         access_log=False,
-        log_level=config.log.level,
-        log_config=uvicorn_log_config(config.log.level, config.log.format),
         server_header=False,
+        **plan.options,
     )

@@ -21,6 +21,7 @@ import email.utils
 import itertools
 import json
 import math
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
+import botocore.loaders
 import botocore.session
 import botocore.utils
 from botocore.config import Config as BotoConfig
@@ -71,6 +73,43 @@ _M_ARENA_MAX = -8
 _ARENA_MAX = 2
 
 
+# Bytes moved by transfers since memory was last given back (below: a small blob's
+# transfers do not make the process trim).
+RELEASE_AFTER = 8 * MiB
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+class _Releaser:
+    """Gives memory freed by transfers back to the system once none is in flight.
+
+    glibc keeps freed part and chunk buffers in its heaps for reuse, so a worker stays
+    at the size of its busiest moment: a burst of pulls or a push of large parts leaves
+    tens of MiB resident that nothing uses. ``malloc_trim`` returns the free pages
+    (about a millisecond); it runs when the last read ends or a writer finishes, after
+    at least RELEASE_AFTER bytes moved. Process-wide, like the heaps; event loop only."""
+
+    def __init__(self) -> None:
+        libc = _libc()
+        self._trim = getattr(libc, "malloc_trim", None)
+        self.reading = 0
+        self._moved = 0
+
+    def done(self, moved: int) -> None:
+        self._moved += moved
+        if self.reading == 0 and self._moved >= RELEASE_AFTER and self._trim is not None:
+            self._moved = 0
+            self._trim(0)
+
+
+_release = _Releaser()
+
+
 def bound_malloc() -> None:
     """Keep the process's freed buffers from piling up (glibc; elsewhere a no-op).
 
@@ -81,11 +120,25 @@ def bound_malloc() -> None:
     pulls on S3). Two arenas bound a worker to about what its transfers in flight hold.
     (A fixed mmap threshold would return freed parts at once too, but faulting a new
     part's pages in cost pushes 60% more CPU.) Process-wide, idempotent."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_ARENA_MAX, _ARENA_MAX)
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, _ARENA_MAX)
+
+
+class _S3Endpoints(botocore.loaders.JSONFileLoader):
+    """botocore's data files as they are, except that of endpoints.json only the S3
+    entries are kept. The session reads that file (every service of every partition,
+    about 7 MiB in memory) to resolve one service, and a client holds on to it for its
+    life through a handler its creator registered. The partitions, their regions and
+    defaults stay, so an S3 client resolves exactly as with the whole file."""
+
+    def load_file(self, file_path: str) -> Any:
+        data = super().load_file(file_path)
+        if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
+            for partition in data.get("partitions", ()):
+                services = partition.get("services", {})
+                partition["services"] = {"s3": services["s3"]} if "s3" in services else {}
+        return data
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -297,6 +350,7 @@ class S3Writer:
             await self._send_part()
         payload = _UploadState(self._upload_id, self._parts).dumps(self._buf)
         self._buf = bytearray()
+        _release.done(len(payload))
         await d._call(
             lambda: d._s3.put_object(
                 Bucket=d._bucket,
@@ -335,6 +389,7 @@ class S3Writer:
                 )
             )
         self._buf = bytearray()
+        _release.done(self._size)
         if self._has_sidecars:
             await d._delete_keys([self._key + s for s in _SIDECARS])
 
@@ -408,6 +463,7 @@ class S3Driver:
             # (minimum sizes and durations) would bill as large and long-lived.
             self._object_args["StorageClass"] = config.storage_class
         core = botocore.session.get_session()
+        core.get_component("data_loader").file_loader = _S3Endpoints()
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp
         )
@@ -567,7 +623,9 @@ class S3Driver:
         if opened is None:
             return
         body, left, chunk = opened
+        size = left
         ahead: asyncio.Future[bytes] | None = None
+        _release.reading += 1
         try:
             while chunk:
                 left -= len(chunk)
@@ -583,6 +641,8 @@ class S3Driver:
                 with contextlib.suppress(Exception):
                     await ahead
             body.close()
+            _release.reading -= 1
+            _release.done(size - left)
 
     async def writer(self, path: str, append: bool = False) -> S3Writer:
         key = self._key(path)

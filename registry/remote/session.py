@@ -17,10 +17,8 @@ import base64
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import httpcore
-import httpx
 
 from registry.remote.bandwidth import TokenBucket
 from registry.remote.errors import (
@@ -34,6 +32,9 @@ from registry.remote.headers import Challenge, RateLimit, parse_challenges, rate
 from registry.remote.settings import RemoteSettings
 from registry.remote.tokens import TokenCache, TokenGrant, parse_token_response
 
+if TYPE_CHECKING:  # imported where used: a process that makes no client never loads it
+    import httpx
+
 MAX_REDIRECTS = 5
 ERROR_BODY_MAX = 64 * 1024
 TOKEN_BODY_MAX = 1024 * 1024
@@ -46,8 +47,9 @@ Body = bytes | AsyncIterable[bytes] | None
 # task lookups on the event loop, and splits (copies) what the loop has read (up to 256
 # KiB at once): for a blob body that was most of the CPU a pull through the cache spent.
 # Asking for more takes whatever has arrived, in a quarter of the reads. httpcore has no
-# setting per client for this; only this client uses httpcore in the registry.
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1024 * 1024
+# setting per client for this; only this client uses httpcore in the registry (set as
+# the first client is made).
+READ_NUM_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class Answer:
 
     async def chunks(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives (raw: no content decoding), counted."""
+        import httpx
+
         try:
             async for chunk in self.response.aiter_raw(chunk_size):
                 self.bytes_received += len(chunk)
@@ -209,6 +213,10 @@ class Session:
         self.rate_limit: RateLimit | None = None
         t = settings.timeouts
         self._header_timeout = t.response_headers
+        import httpcore
+        import httpx
+
+        httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_NUM_BYTES
         self._http = httpx.AsyncClient(
             verify=settings.tls_verify(),
             timeout=httpx.Timeout(
@@ -274,6 +282,8 @@ class Session:
         return kind(self.scrub(reason), upstream=self.name, operation=operation, status=status)
 
     def transport_failure(self, exc: httpx.HTTPError, operation: str) -> RemoteError:
+        import httpx
+
         if isinstance(exc, httpx.TimeoutException):
             what = {
                 httpx.ConnectTimeout: "connecting",
@@ -362,6 +372,8 @@ class Session:
         return await self._send(call, url, fresh)
 
     async def _send(self, call: Call, url: str, auth: _Auth | None) -> Answer:
+        import httpx
+
         headers = dict(call.headers)
         if auth is not None:
             headers["Authorization"] = auth.header
