@@ -5,17 +5,21 @@ and a byte count (``http.response.zerocopysend``) instead of the bytes. ``ZeroCo
 (the server's end, on uvicorn's request/response cycle) sends them with ``sendfile``:
 from the page cache to the socket, so that the process holds no part of the blob,
 whatever its size and however slow the client. The event loop calls it whenever the
-socket has room, as nginx does; a call that read from the disk (it took long) hands the
-rest of that file to threads, so that a cold blob does not hold up the event loop for
-long, and a slow client holds no thread either way. Plain HTTP only:
-with TLS the bytes must pass through the process, and the server does not offer the
-extension (nor does an in-process test client): routes then stream as before.
+socket has room, as nginx does; a call that waited for the disk (it read from the disk,
+and it took long) hands the rest of that file to threads, so that a cold blob does not
+hold up the event loop for long, and a slow client holds no thread either way. A call
+that only took long (the machine is busy: on loopback one call also runs the receiver's
+side of TCP) stays on the event loop: threads would cost a hop per call for nothing.
+Plain HTTP only: with TLS the bytes must pass through the process, and the server does
+not offer the extension (nor does an in-process test client): routes then stream as
+before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -30,7 +34,7 @@ from registry.request_log import ZERO_COPY
 # One sendfile call moves at most this much: what the socket has room for is usually
 # less; the cap only bounds how long one call can take.
 SENDFILE_MAX = 16 * 1024 * 1024
-# A sendfile call that took longer read from the disk rather than the page cache.
+# A sendfile call that read from the disk and took longer waited for it.
 FROM_DISK = 0.004
 
 
@@ -216,13 +220,14 @@ class _Transfer:
         try:
             while self.count:
                 want = min(self.count, SENDFILE_MAX)
+                reads = _disk_reads()
                 started = time.perf_counter()
                 sent = os.sendfile(self.out, self.fd, self.offset, want)
                 if sent == 0:
                     raise RuntimeError("the file is shorter than the response says")
                 self.offset += sent
                 self.count -= sent
-                if time.perf_counter() - started > FROM_DISK:
+                if _waited_for_disk(started, reads):
                     break
                 if sent < want:
                     return  # the socket is full: called again when it has room
@@ -232,6 +237,18 @@ class _Transfer:
             self.done.set_exception(exc)
             return
         self.done.set_result(None)
+
+
+def _waited_for_disk(started: float, reads: int) -> bool:
+    """The call begun at ``started``, when this thread had made ``reads`` disk reads, read
+    from the disk and took long."""
+    return time.perf_counter() - started > FROM_DISK and _disk_reads() > reads
+
+
+def _disk_reads() -> int:
+    """Blocks this thread has read from a disk so far (reads the page cache served
+    are not counted)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_inblock
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -200,11 +200,11 @@ def test_http10_keep_alive_is_honoured(server: RegistryServer) -> None:
 
 
 def test_a_file_read_from_the_disk_goes_on_in_threads(tmp_path: Path) -> None:
-    """Every sendfile call counts as a disk read here (FROM_DISK below zero): after the
-    first, the rest of each file is sent from threads, byte for byte."""
+    """Every sendfile call counts as a wait for the disk here: after the first, the rest
+    of each file is sent from threads, byte for byte."""
     port = free_port()
     code = (
-        "import sys, registry.zerocopy as z; z.FROM_DISK = -1.0; "
+        "import sys, registry.zerocopy as z; z._waited_for_disk = lambda *_: True; "
         "from registry.cli import main; main(sys.argv[1:])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
