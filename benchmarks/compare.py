@@ -26,7 +26,7 @@ Scenarios (``--scenarios`` picks some):
 
 Memory is VmHWM, the peak resident set of each of the server's processes, reset before
 every scenario (``/proc/<pid>/clear_refs``); "all processes" sums it over the process
-tree (uvicorn's supervisor and its workers), "largest" is the largest process.
+tree (the supervisor and its workers), "largest" is the largest process.
 
 Storage: the scenarios speak HTTP only. Where the servers keep their data is a
 ``Storage`` (``FilesystemStorage``: a folder each under ``BENCH_DIR``, default the

@@ -3,8 +3,8 @@ on a throwaway Ceph RGW, scenario by scenario -- a 1 GiB blob pushed as one PUT 
 64 MiB PATCHes, pulled back, and 32 clients pulling a 16 MiB blob at once.
 
 Before each scenario every process's peak (VmHWM) is reset to its current RSS, so that a
-figure is that scenario's own: "all" sums the server's processes (uvicorn's supervisor,
-its workers and multiprocessing's resource tracker), "largest" is the largest of them.
+figure is that scenario's own: "all" sums the server's processes (the supervisor and
+its workers), "largest" is the largest of them.
 Request bodies are streamed from a generator: the script holds no blob either.
 ``--baseline CHECKOUT`` runs our server from another source folder too (e.g. an older
 commit's ``git archive``), one after the other on the same RGW: before and after in one

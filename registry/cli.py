@@ -3,7 +3,8 @@
 With several workers, the process that starts them lives as long as they do and needs
 nothing of the application, so ``serve`` keeps it small: the configuration is read and
 checked, the token key made, the storage looked at and the banner printed in a child
-process, which hands back only what uvicorn needs (``registry.server.ServePlan``).
+process, which hands back only what serving needs (``registry.serve_plan.ServePlan``),
+and the workers are supervised by registry/supervisor.py.
 Imports are therefore inside the functions that need them.
 """
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from registry.banner import StartFacts
     from registry.config import Config
-    from registry.server import ServePlan
+    from registry.serve_plan import ServePlan
 
 # The configuration file of ``registry serve`` (--config), read by every worker.
 CONFIG_FILE_ENV = "REGISTRY_CONFIG_FILE"
@@ -76,7 +77,7 @@ def _plan() -> ServePlan:
     2), the preparations and the banner: what serving needs."""
     from registry.banner import print_banner
     from registry.config_check import load_or_exit
-    from registry.server import ServePlan
+    from registry.serve_plan import ServePlan
 
     config = load_or_exit(os.environ.get(CONFIG_FILE_ENV), files=True)
     facts, env = _prepare(config)
@@ -89,15 +90,36 @@ def _plan() -> ServePlan:
     return ServePlan.of(config, env, metrics_env)
 
 
-def _plan_in_child() -> tuple[int | str | None, ServePlan | None]:
-    """``_plan`` in a child process: its exit status, or the plan."""
+def write_plan(fd: int) -> None:
+    """``_plan`` in the child process ``serve`` starts: the plan goes to ``fd``."""
     try:
-        return None, _plan()
-    except SystemExit as e:
-        return e.code, None
+        plan = _plan()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+    with os.fdopen(fd, "w") as out:
+        out.write(plan.dumps())
+
+
+def _plan_from_child() -> ServePlan:
+    """``_plan`` run in a fresh interpreter, which exits when done: what it loads (the
+    configuration model, the storage client for a look) is gone with it."""
+    import subprocess
+
+    from registry.serve_plan import ServePlan
+
+    read_end, write_end = os.pipe()
+    code = "import sys; from registry.cli import write_plan; write_plan(int(sys.argv[1]))"
+    try:
+        cmd = [sys.executable, "-c", code, str(write_end)]
+        child = subprocess.Popen(cmd, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end) as plan_in:
+        raw = plan_in.read()
+    if child.wait() != 0 or not raw:
+        raise SystemExit(child.returncode or 1)
+    return ServePlan.loads(raw)
 
 
 def _workers_hint() -> int:
@@ -128,21 +150,18 @@ def serve(args: argparse.Namespace) -> None:
         if value is not None:
             os.environ[env] = os.path.abspath(value) if flag == "data_dir" else str(value)
     if _workers_hint() > 1:
-        import concurrent.futures
-        import multiprocessing
+        from registry import supervisor
 
-        spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as child:
-            status, plan = child.submit(_plan_in_child).result()
-        if plan is None:
-            raise SystemExit(status)
+        plan = _plan_from_child()
+        os.environ.update(plan.env)
+        _multiprocess_metrics(plan.metrics_env)
+        supervisor.supervise(plan)
     else:
-        plan = _plan()
-    from registry import server  # uvicorn: loaded only to serve
+        from registry import server  # uvicorn: loaded only to serve
 
-    os.environ.update(plan.env)
-    _multiprocess_metrics(plan.metrics_env)
-    server.run(plan)
+        plan = _plan()
+        os.environ.update(plan.env)
+        server.run(plan)
 
 
 class _Version(argparse.Action):

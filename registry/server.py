@@ -29,24 +29,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
+import socket
+import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httptools
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from registry.aborts import ABORT
-from registry.request_log import ZERO_COPY, uvicorn_log_config
+from registry.request_log import ZERO_COPY
+from registry.serve_plan import HttpLimits, ServePlan
 from registry.zerocopy import ZeroCopyCycle
-
-if TYPE_CHECKING:  # the process supervising the workers loads no configuration model
-    from registry.config import Config
 
 log = logging.getLogger("registry.http")
 
@@ -62,21 +62,6 @@ DISCARD_BYTES = 16 * 1024 * 1024
 # it resumes below half of it. Blob pushes gather about as much before a write and hash
 # step (store/uploads.py), so this lets the next step's bytes arrive meanwhile.
 BODY_HIGH_WATER = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    max_request_line: int  # bytes of the request target (414 above)
-    max_header_size: int  # bytes of all header fields of a request (431 above)
-    header_timeout: float  # seconds for a request's head to arrive, from its first byte
-    body_timeout: float  # longest silence while a request body is read
-
-    @classmethod
-    def of(cls, config: Config) -> HttpLimits:
-        http = config.http
-        return cls(
-            http.max_request_line, http.max_header_size, http.header_timeout, http.body_timeout
-        )
 
 
 class _Stop(Exception):
@@ -575,51 +560,23 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         )
 
 
-@dataclass(frozen=True)
-class ServePlan:
-    """What uvicorn is given to serve, worked out from a Config: plain data, so that
-    the process supervising the workers receives it without loading the configuration
-    (registry/cli.py). ``env``: variables every worker must see; ``metrics_env``: the
-    variable to point at a fresh folder for multiprocess metrics, if any."""
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_started`` once it serves."""
 
-    limits: HttpLimits
-    options: dict[str, Any]  # uvicorn.run's keyword arguments
-    env: dict[str, str]
-    metrics_env: str | None
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
 
-    @property
-    def workers(self) -> int:
-        return int(self.options["workers"])
-
-    @classmethod
-    def of(
-        cls, config: Config, env: dict[str, str] | None = None, metrics_env: str | None = None
-    ) -> ServePlan:
-        http = config.http
-        options = {
-            "host": http.host,
-            "port": http.port,
-            "workers": http.workers,
-            "ssl_certfile": http.tls_cert,
-            "ssl_keyfile": http.tls_key,
-            "forwarded_allow_ips": http.forwarded_allow_ips,
-            "timeout_graceful_shutdown": math.ceil(http.graceful_timeout),
-            # uvicorn counts the connection asking too: one more, so that max_connections
-            # connections are served and the next one's requests get 503.
-            "limit_concurrency": http.max_connections + 1,
-            "log_level": config.log.level,
-            "log_config": uvicorn_log_config(config.log.level, config.log.format),
-        }
-        return cls(HttpLimits.of(config), options, dict(env or {}), metrics_env)
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
 
 
-def run(plan: ServePlan) -> None:
-    """Serve ``registry.app:app_from_environment`` as ``plan`` says; every worker
-    process builds its application from the same environment."""
-    import uvicorn
-
+def _server(plan: ServePlan, on_started: Callable[[], None] | None = None) -> uvicorn.Server:
     protocol = functools.partial(RegistryHttpProtocol, limits=plan.limits)
-    uvicorn.run(
+    options = {**plan.options, "workers": 1}
+    config = uvicorn.Config(
         "registry.app:app_from_environment",
         factory=True,
         http=cast(Any, protocol),  # httptools: app.py tunes its flow control for pushes
@@ -628,5 +585,25 @@ def run(plan: ServePlan) -> None:
         proxy_headers=True,
         access_log=False,
         server_header=False,
-        **plan.options,
+        **options,
     )
+    return _Server(config, on_started)
+
+
+def run(plan: ServePlan) -> None:
+    """Serve ``registry.app:app_from_environment`` as ``plan`` says, in this process (one
+    worker; several are started by registry/supervisor.py and call ``serve_socket``)."""
+    server = _server(plan)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve_socket(
+    plan: ServePlan, sock: socket.socket, on_started: Callable[[], None] | None = None
+) -> None:
+    """One of several workers: serve on ``sock``, which the supervisor bound."""
+    server = _server(plan, on_started)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

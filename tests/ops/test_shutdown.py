@@ -40,7 +40,7 @@ def open_patch(server: RegistryServer, path: str, total: int) -> socket.socket:
 
 def refuses_connections(server: RegistryServer, within: float) -> bool:
     """New connections are refused within ``within`` seconds (with several workers
-    uvicorn's supervisor passes the signal on at its next 0.5 s poll)."""
+    the supervisor passes the signal on to them)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
