@@ -32,12 +32,13 @@ class HttpLimits:
 class ServePlan:
     """``options``: uvicorn's keyword arguments; ``env``: variables every worker must
     see; ``metrics_env``: the variable to point at a fresh folder for multiprocess
-    metrics, if any."""
+    metrics, if any; ``log_format``: the registry's log format (text or json)."""
 
     limits: HttpLimits
     options: dict[str, Any]
     env: dict[str, str]
     metrics_env: str | None
+    log_format: str = "text"
 
     @property
     def workers(self) -> int:
@@ -64,7 +65,9 @@ class ServePlan:
             "log_level": config.log.level,
             "log_config": uvicorn_log_config(config.log.level, config.log.format),
         }
-        return cls(HttpLimits.of(config), options, dict(env or {}), metrics_env)
+        return cls(
+            HttpLimits.of(config), options, dict(env or {}), metrics_env, config.log.format
+        )
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -72,4 +75,6 @@ class ServePlan:
     @classmethod
     def loads(cls, raw: str) -> ServePlan:
         d = json.loads(raw)
-        return cls(HttpLimits(**d["limits"]), d["options"], d["env"], d["metrics_env"])
+        return cls(
+            HttpLimits(**d["limits"]), d["options"], d["env"], d["metrics_env"], d["log_format"]
+        )

@@ -18,7 +18,6 @@ TLS or the socket are broken and would fail again) stops the server with that st
 from __future__ import annotations
 
 import logging
-import logging.config
 import os
 import selectors
 import signal
@@ -29,7 +28,7 @@ import time
 
 from registry.serve_plan import ServePlan
 
-log = logging.getLogger("uvicorn.error")
+log = logging.getLogger("registry.supervisor")
 
 STARTUP_FAILURE = 3  # uvicorn.config.STARTUP_FAILURE, not imported: uvicorn is large
 # A worker that died is replaced at most this often, so that one failing at once again
@@ -186,6 +185,8 @@ def _signal(worker: subprocess.Popen[bytes], sig: int) -> None:
 def supervise(plan: ServePlan) -> None:
     """Serve with ``plan.workers`` worker processes until TERM or INT; exits with the
     status to report."""
-    logging.config.dictConfig(plan.options["log_config"])
+    from registry.request_log import setup_logging
+
+    setup_logging(plan.options["log_level"], plan.log_format)
     sock = bind(plan.options["host"], plan.options["port"])
     sys.exit(Supervisor(plan, sock).run())
