@@ -148,7 +148,7 @@ def parse_listing(
     ElementTree instead of botocore's shape-driven parser, which spent 60% of a 50-key
     listing's CPU on it (and the url-decoding pass after it). The body is left empty for
     botocore's parser; what this gives replaces its result. Errors go botocore's way."""
-    if response_dict.get("status_code") != 200:
+    if response_dict.get("status_code") != 200 or not response_dict.get("body"):
         return
     # The configured endpoint's answer, which botocore parses with this same parser.
     root = ElementTree.fromstring(response_dict["body"])  # noqa: S314
