@@ -6,7 +6,7 @@ its change to the repository's tags has landed (a tag put or deleted here, or de
 the collector: ``collected``). A page of tags listed after reading the token stays
 right for as long as the token reads the same, so a process may serve it again for one
 small read instead of a listing (on S3: a GET instead of a ListObjectsV2, a quarter of
-RGW's CPU and less than half of ours). Any change that completed before the token was
+RGW's CPU and about half of ours). Any change that completed before the token was
 read shows in the page; one still in flight has not been answered yet. Only a writer
 killed between its two writes leaves a page stale, for the read cache's ttl at most
 (store/read_cache.py).
