@@ -154,7 +154,8 @@ class DeleteConfig(Section):
 class ReadCacheConfig(Section):
     # Seconds a process trusts a blob link or manifest revision it read (registry/store/
     # read_cache.py): the most it lags behind a delete made through another process.
-    # null: 5s with driver s3, 0 (no cache) with filesystem. Tags are never cached.
+    # null: 5s with driver s3, 0 (no cache) with filesystem. What a tag points at is never
+    # cached; pages of tags are, checked against the tags version on each request.
     ttl: Duration | None = Field(default=None, ge=0)
     entries: int = Field(default=10_000, ge=0)  # per kind of fact
     manifest_bytes: int = Field(default=8 * 1024 * 1024, ge=0)  # manifest bodies kept

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import unquote_plus
+from xml.etree import ElementTree
 
 import boto3
 import botocore.loaders
@@ -155,6 +157,58 @@ def parse_timestamp(value: str) -> datetime:
         pass
     parsed: datetime = botocore.utils.parse_timestamp(value)
     return parsed
+
+
+# The members of a ListObjectsV2 answer kept, as botocore's model names them (it drops
+# any other element, such as RGW's <Type>); those listed under _LIST_DECODED are keys.
+_LIST_MEMBERS = frozenset(
+    {"Name", "Prefix", "Delimiter", "MaxKeys", "IsTruncated", "ContinuationToken"}
+    | {"NextContinuationToken", "KeyCount", "StartAfter", "Contents", "CommonPrefixes"}
+    | {"Key", "LastModified", "ETag", "Size", "StorageClass"}
+)
+_LIST_DECODED = frozenset({"Key", "Prefix", "Delimiter", "StartAfter"})
+_LIST_INTS = frozenset({"KeyCount", "MaxKeys", "Size"})
+
+
+def _list_fields(node: ElementTree.Element, url_encoded: bool) -> dict[str, Any]:
+    """One element of a ListObjectsV2 answer as botocore's parser gives it: ints,
+    timestamps, booleans, and keys url-decoded as its after-call handler does."""
+    out: dict[str, Any] = {}
+    for child in node:
+        name = child.tag.rpartition("}")[2]
+        if name not in _LIST_MEMBERS:
+            continue
+        text = child.text or ""
+        if name in ("Contents", "CommonPrefixes"):
+            out.setdefault(name, []).append(_list_fields(child, url_encoded))
+        elif name in _LIST_INTS:
+            out[name] = int(text)
+        elif name == "LastModified":
+            out[name] = parse_timestamp(text)
+        elif name == "IsTruncated":
+            out[name] = text == "true"
+        elif name in _LIST_DECODED and url_encoded:
+            out[name] = unquote_plus(text)
+        else:
+            out[name] = text
+    return out
+
+
+def parse_listing(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """botocore's ``before-parse`` hook for ListObjectsV2: the answer read in one pass of
+    ElementTree instead of botocore's shape-driven parser, which spent 60% of a 50-key
+    listing's CPU on it (and the url-decoding pass after it). The body is left empty for
+    botocore's parser; what this gives replaces its result. Errors go botocore's way."""
+    if response_dict.get("status_code") != 200 or not response_dict.get("body"):
+        return
+    # The configured endpoint's answer, which botocore parses with this same parser.
+    root = ElementTree.fromstring(response_dict["body"])  # noqa: S314
+    encoding = root.find("{*}EncodingType")
+    url_encoded = encoding is not None and encoding.text == "url"
+    customized_response_dict.update(_list_fields(root, url_encoded))
+    response_dict["body"] = b""
 
 
 def _code(e: ClientError) -> str:
@@ -490,6 +544,7 @@ class S3Driver:
                 parameter_validation=False,
             ),
         )
+        self._s3.meta.events.register("before-parse.s3.ListObjectsV2", parse_listing)
 
     # -- plumbing
 

@@ -100,11 +100,13 @@ class RegistryStore:
         self.read_cache = ReadCache(clock) if read_cache is None else read_cache
         self.changes.listen(self.read_cache)
         self.catalog = Catalog(driver, self.changes)
-        self.claims = Claims(driver, clock, reference_budget, self.changes)
+        self.tags = TagStore(driver, self.read_cache)
+        self.claims = Claims(
+            driver, clock, reference_budget, self.changes, after_delete=self.tags.collected
+        )
         self.blobs = BlobStore(
             driver, self.catalog, self.claims, self.changes, redirect_expiry, self.read_cache
         )
-        self.tags = TagStore(driver)
         self.referrers = ReferrersIndex(driver)
         self.manifests = ManifestStore(
             driver,

@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from registry.reference import Digest
@@ -147,9 +147,16 @@ class Claims:
     """Both halves of the protocol over one driver."""
 
     def __init__(
-        self, driver: Driver, clock: Clock, reference_budget: float, changes: Changes
+        self,
+        driver: Driver,
+        clock: Clock,
+        reference_budget: float,
+        changes: Changes,
+        after_delete: Callable[[Sequence[StoredObject]], Awaitable[None]] | None = None,
     ) -> None:
         self._driver = driver
+        # Told once the collector's deletes landed (tags.py: its version of the tags).
+        self._after_delete = after_delete
         self.clock = clock
         self._changes = changes
         # A claim protects a digest for the collector's grace period only if what the
@@ -273,7 +280,11 @@ class Claims:
             await self._driver.delete_many([layout.blob_collecting(d) for d in digests])
 
     async def _delete(self, objects: Sequence[StoredObject]) -> None:
-        await self._driver.delete_many([layout.path_of(o) for o in objects])
+        try:
+            await self._driver.delete_many([layout.path_of(o) for o in objects])
+        finally:
+            if self._after_delete is not None:
+                await self._after_delete(objects)
 
 
 class Cycle:

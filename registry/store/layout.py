@@ -205,6 +205,11 @@ def tag(name: str, tag: str) -> str:
     return f"{REPOSITORIES}/{name}/_manifests/tags/{tag}"
 
 
+def tags_version(name: str) -> str:
+    """Rewritten after every change to the repository's tags (store/tags.py)."""
+    return f"{REPOSITORIES}/{name}/_manifests/tags.version"
+
+
 def referrers(name: str, subject: Digest) -> str:
     return f"{REPOSITORIES}/{name}/_referrers/{subject.algorithm}/{subject.hex}"
 

@@ -12,10 +12,17 @@ Two kinds of facts, kept apart because only one of them can go stale:
   the staleness bound docs/operations.md states. Deletes made by this process forget
   the fact at once.
 
-What is *not* kept: tags (they move with every push, and a pull by tag must see the
-push that just happened on another replica), and absence (a blob missing now may be
-pushed through another process a moment later). A fact is kept only after the storage
-said it, never before a write lands.
+What is *not* kept: what a tag points at (tags move with every push, and a pull by tag
+must see the push that just happened on another replica), and absence (a blob missing
+now may be pushed through another process a moment later). A fact is kept only after the
+storage said it, never before a write lands.
+
+**Pages of tags** are kept, but each is served only while the repository's tags version
+(store/tags.py: a small object every process rewrites after it changes a tag) still
+reads as it did before the page was listed, and for ``ttl`` at most: a version read
+costs a fraction of a listing, and a tag pushed or deleted anywhere is seen at once.
+The ttl bounds only what a writer killed between its tag write and its version write
+leaves behind.
 
 The cache serves reads only (``BlobStore.stat``, ``ManifestStore.resolve`` and
 ``content``, i.e. HEAD and GET). Pushes, mounts and the collector never consult it:
@@ -114,6 +121,11 @@ class ReadCache:
         # Repository facts: a link's blob size, a revision's record.
         self._links: _Lru[tuple[str, Digest], _Fact[int]] = _Lru(limit)
         self._revisions: _Lru[tuple[str, Digest], _Fact[StoredManifest]] = _Lru(limit)
+        # Tag pages by (repository, last, limit), with the tags version they were listed
+        # under; weighed by their names' length, within the manifest bodies' budget.
+        self._tag_pages: _Lru[tuple[str, str | None, int], _Fact[tuple[bytes, list[str]]]] = (
+            _Lru(limit, content_bytes if on else 0)
+        )
 
     @property
     def enabled(self) -> bool:
@@ -159,7 +171,29 @@ class ReadCache:
     ) -> None:
         self._revisions.put((name, digest), _Fact(record, started + self.ttl))
 
-    def _fresh(self, lru: _Lru[tuple[str, Digest], _Fact[V]], key: tuple[str, Digest]) -> V | None:
+    def tag_page(self, name: str, version: bytes, last: str | None, limit: int) -> list[str] | None:
+        """The page listed under tags ``version``, if one was, less than ``ttl`` ago."""
+        kept = self._fresh(self._tag_pages, (name, last, limit))
+        if kept is None or kept[0] != version:
+            return None
+        return list(kept[1])
+
+    def keep_tag_page(
+        self,
+        name: str,
+        version: bytes,
+        last: str | None,
+        limit: int,
+        tags: list[str],
+        started: float,
+    ) -> None:
+        """Keep a page listed after ``version`` was read (``started`` before that read)."""
+        weight = 64 + sum(len(t) + 8 for t in tags)
+        self._tag_pages.put(
+            (name, last, limit), _Fact((version, list(tags)), started + self.ttl), weight
+        )
+
+    def _fresh(self, lru: _Lru[K, _Fact[V]], key: K) -> V | None:
         fact = lru.get(key)
         if fact is None:
             return None
@@ -197,5 +231,5 @@ class ReadCache:
                 self.forget_blob(obj.digest)
 
     def clear(self) -> None:
-        for lru in (self._sizes, self._bodies, self._links, self._revisions):
+        for lru in (self._sizes, self._bodies, self._links, self._revisions, self._tag_pages):
             lru.clear()

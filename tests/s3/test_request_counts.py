@@ -46,8 +46,8 @@ EXPECTED = {
     # Tag read, claims of the manifest and its 3 blobs (2 each), their links (HEAD),
     # the repository's last-push marker (the web UI's, store/pushes.py) and a listing of
     # its older ones (the first push of this process; later ones delete the marker they
-    # remember instead), the manifest's bytes, its revision, the tag.
-    "push a manifest (2 layers) with a tag": 17,
+    # remember instead), the manifest's bytes, its revision, the tag, the tags version.
+    "push a manifest (2 layers) with a tag": 18,
     "blob HEAD, cold": 2,  # the link, the data's size
     "blob HEAD, warm": 0,
     "blob HEAD of a blob not there": 2,  # HEAD, then a listing (is it a folder?)
@@ -57,8 +57,12 @@ EXPECTED = {
     "manifest GET by digest, cold": 2,
     "manifest GET by digest, warm": 0,
     "manifest HEAD by tag, warm": 1,
-    "tags list, cold": 2,  # does the repository exist (its catalog marker), one listing
-    "tags list, warm": 1,  # a repository once seen is known: catalog markers stay
+    # Does the repository exist (its catalog marker), the tags version, one listing.
+    "tags list, cold": 3,
+    # The tags version only: it reads as when the page was listed (store/tags.py); and a
+    # repository once seen is known (catalog markers stay).
+    "tags list, warm": 1,
+    "tags list after a tag pushed through another process": 2,  # the version, a listing
     # The manifest cold (3), then per blob its link, its size and its bytes.
     "pull an image (manifest by tag, config, 2 layers), cold": 12,
 }
@@ -200,6 +204,13 @@ def test_s3_requests_per_operation(
     # A manifest by digest, and a whole pull, on a process that has read none of it.
     other = image(layers=2)
     push_image(a, repo, other, tag="v2")
+
+    def tags_with_v2() -> None:
+        r = b.get(f"/v2/{repo}/tags/list?n=50")
+        ok(r)
+        assert r.json()["tags"] == ["v1", "v2"]
+
+    count(wire_b, "tags list after a tag pushed through another process", tags_with_v2)
     count(
         wire_b,
         "manifest GET by digest, cold",
