@@ -147,6 +147,18 @@ class Driver(Protocol):
 
 
 @runtime_checkable
+class Folders(Protocol):
+    """A driver whose folders exist apart from the files in them (the filesystem): a
+    folder that ``delete_many`` emptied stays until it is removed, where on S3 a prefix
+    is gone with its last key. Optional: other drivers have nothing to remove."""
+
+    async def remove_folder(self, path: str) -> None:
+        """Remove the folder at ``path`` if it is empty; a missing one, or one that
+        holds anything, is left as it is."""
+        ...
+
+
+@runtime_checkable
 class LocalFiles(Protocol):
     """A driver whose files are local files can open one, so that the server sends it
     straight from the file to the socket (sendfile). Optional: other drivers stream."""

@@ -22,6 +22,7 @@ from storage_backends.base import (
     Driver,
     FileInfo,
     FileWriter,
+    Folders,
     GatheringWriter,
     InvalidOffsetError,
     InvalidPathError,
@@ -204,6 +205,15 @@ class CheckedDriver:
     def delete_many(self, paths: Sequence[str]) -> Coroutine[Any, Any, None]:
         call = self.inner.delete_many(check_paths(paths))
         return call if self._timer is None else self._timer.time("delete_many", call)
+
+    def remove_folder(self, path: str) -> Coroutine[Any, Any, None]:
+        """The inner driver's ``remove_folder`` (storage_backends.base.Folders); nothing
+        when its folders go with their last file."""
+        check_path(path)
+        if not isinstance(self.inner, Folders):
+            return _nothing()
+        call = self.inner.remove_folder(path)
+        return call if self._timer is None else self._timer.time("delete", call)
 
     def open_file(self, path: str) -> Coroutine[Any, Any, BinaryIO | None]:
         """The inner driver's ``open_file`` (storage_backends.base.LocalFiles); None when

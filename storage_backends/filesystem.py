@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -318,6 +319,16 @@ class FilesystemDriver:
             _unlink_files(full)
         else:
             await asyncio.to_thread(_unlink_files, full)
+
+    async def remove_folder(self, path: str) -> None:
+        # rmdir removes only an empty folder: what another request wrote there stays.
+        try:
+            os.rmdir(self._prefix + path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
         return None

@@ -51,10 +51,12 @@ def _route(request: Request, name: str) -> tuple[PullThroughCache, Route] | None
 async def refuse_writes_to_caches(request: Request) -> None:
     """App-wide dependency, after authorization: pushes and deletes in a cached
     namespace are refused unless it is configured writable."""
-    if request.method not in WRITE_METHODS or not request.url.path.startswith("/v2/"):
+    cache = cache_of(request)
+    # The scope's path: building ``request.url`` costs more than this whole check.
+    if cache is None or request.method not in WRITE_METHODS:
         return
-    cache, name = cache_of(request), request.path_params.get("name")
-    if cache is None or not isinstance(name, str):
+    name = request.path_params.get("name")
+    if not request.scope["path"].startswith("/v2/") or not isinstance(name, str):
         return
     upstream = cache.routes.namespace_of(name)
     if upstream is not None and not upstream.config.writable:

@@ -4,9 +4,9 @@ A session is ``_uploads/<id>/state``: a JSON head (when it started; whether the 
 still holds its bytes inline) followed, while it holds at most ``INLINE_MAX`` bytes, by
 those bytes. A small blob -- most configs and many layers -- so costs one small write per
 request and is stored at its address when it is committed, with no data file to write,
-move and delete (on S3 eleven requests instead of twenty-two for docker's POST, PATCH,
-PUT). A whole blob small enough to hold, pushed in one request (``push``), needs no
-session at all.
+move and delete; the commit then deletes the state file alone (on S3 nine requests
+instead of twenty-two for docker's POST, PATCH, PUT). A whole blob small enough to hold,
+pushed in one request (``push``), needs no session at all.
 
 A session that outgrows ``INLINE_MAX`` rewrites its state once (no longer inline) and
 then keeps ``_uploads/<id>/data`` (the bytes so far, an appendable driver file) and,
@@ -57,7 +57,7 @@ from registry.store import layout
 from registry.store.blobs import BlobInfo, BlobStore
 from registry.store.changes import BlobPushed, Changes
 from registry.store.claims import BlobBusyError, Claims
-from storage_backends import Driver, FileWriter, GatheringWriter, PathNotFoundError
+from storage_backends import Driver, FileWriter, Folders, GatheringWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 2 * 1024 * 1024  # bytes gathered before one write+hash step
@@ -476,7 +476,7 @@ class UploadStore:
             await self.cancel(name, state.upload_id)
             raise
         place = _stored(self._driver, digest, held)
-        return await self._place(name, digest, len(held), place, state.upload_id)
+        return await self._place(name, digest, len(held), place, state.upload_id, inline=True)
 
     async def _place(
         self,
@@ -485,6 +485,8 @@ class UploadStore:
         size: int,
         place: Callable[[bool], Awaitable[None]],
         session: str | None = None,
+        *,
+        inline: bool = False,
     ) -> BlobInfo:
         """Store verified data at its address (``place(present)``, told whether it is
         there already), link it into ``name`` and end the ``session``.
@@ -492,7 +494,7 @@ class UploadStore:
         Claimed before the data and link are placed (the garbage collector then spares
         the blob or has finished with it), and again if placing them outlasted the
         reference budget: a 201 means a recent claim, which the collector honours for
-        its grace period."""
+        its grace period. ``inline``: the session holds its bytes in its state."""
         claimed_at = self.claims.start()
         present = digest in await self.claims.claim([digest])
         try:
@@ -504,8 +506,7 @@ class UploadStore:
         await place(present)
         await self.blobs.link(name, digest)
         if session is not None:
-            await self._driver.delete(layout.upload_dir(name, session))
-            self._hashers.drop(session)
+            await self._end(name, session, inline)
         try:
             confirmed = await self.claims.confirm(digest, claimed_at)
         except BlobBusyError:
@@ -516,6 +517,21 @@ class UploadStore:
                 f"{digest} was garbage-collected while it was stored; upload it again",
             )
         return BlobInfo(digest, size)
+
+    async def _end(self, name: str, upload_id: str, inline: bool) -> None:
+        """Remove a committed session. One that holds its bytes inline is its state file
+        alone: that file goes (on S3 one request, where removing everything below the
+        session's prefix costs a listing, a delete and a look for multipart uploads),
+        then its folder where folders stay (the filesystem). Anything else a misbehaving
+        client left there (a data file of a concurrent request) stays until the session
+        expires (``purge_expired``)."""
+        self._hashers.drop(upload_id)
+        if not inline:
+            await self._driver.delete(layout.upload_dir(name, upload_id))
+            return
+        await self._driver.delete_many([layout.upload_state(name, upload_id)])
+        if isinstance(self._driver, Folders):
+            await self._driver.remove_folder(layout.upload_dir(name, upload_id))
 
     async def _progress(self, name: str, upload_id: str, offset: int) -> str | None:
         """The hex SHA-256 of the session's first ``offset`` bytes, if a request wrote it."""

@@ -58,3 +58,17 @@ async def test_a_writer_refuses_writes_once_closed(tmp_path: Path) -> None:
         os.close(other)
     assert (tmp_path / "other").read_bytes() == b""
     assert (tmp_path / "u/data").read_bytes() == b"abc"
+
+
+async def test_remove_folder_removes_only_an_empty_folder(tmp_path: Path) -> None:
+    driver = FilesystemDriver(tmp_path)
+    await driver.put("s/a/state", b"x")
+    await driver.put("s/b/state", b"x")
+    await driver.put("s/b/data", b"y")
+    await driver.delete_many(["s/a/state", "s/b/state"])
+    await driver.remove_folder("s/a")
+    await driver.remove_folder("s/b")  # holds a file still: stays
+    await driver.remove_folder("s/missing")
+    await driver.remove_folder("s/b/data")  # a file, not a folder: stays
+    assert await driver.list("s") == ["b"]
+    assert await driver.get("s/b/data") == b"y"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from registry.reference import Digest, parse_digest
 from registry.store import RegistryStore, UploadOffsetError
 from registry.store.uploads import INLINE_MAX
 from storage_backends import CheckedDriver
+from storage_backends.filesystem import FilesystemDriver
 from storage_backends.memory import MemoryDriver, MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +214,49 @@ async def test_a_data_file_a_crashed_request_left_is_never_continued(
     assert await store.uploads.append(NAME, state, body(rest), start=4) == 4 + len(rest)
     await store.uploads.commit(NAME, state, digest_of(b"kept" + rest))
     assert session_files(files) == []
+
+
+async def test_a_committed_small_session_costs_one_delete_and_leaves_no_folder(
+    tmp_path: Path,
+) -> None:
+    """Its state file is all it holds: one ``delete_many`` (one request on S3), not a
+    removal of everything below its prefix; on the filesystem its folder goes too."""
+    operations: list[str] = []
+
+    def observe(driver: str, operation: str, seconds: float, failed: bool) -> None:
+        operations.append(operation)
+
+    fs = RegistryStore(CheckedDriver(FilesystemDriver(tmp_path), observe))
+    data = os.urandom(4096)
+    state = await fs.uploads.create(NAME)
+    await fs.uploads.append(NAME, state, body(data))
+    operations.clear()
+    await fs.uploads.commit(NAME, state, digest_of(data))
+    # The claim's write and listing, the data, the catalog marker (looked for first),
+    # the link; then the state file and its folder.
+    assert operations[-2:] == ["delete_many", "delete"]
+    assert "delete" not in operations[:-2]
+    assert list((tmp_path / "repositories" / NAME / "_uploads").iterdir()) == []
+    assert await fs.blobs.get_small(digest_of(data)) == data
+    await fs.close()
+
+
+async def test_what_a_stray_request_left_in_a_small_session_goes_when_it_expires(
+    tmp_path: Path,
+) -> None:
+    """A concurrent request of a misbehaving client may begin a data file in a session
+    that another request commits from its state: the commit leaves that file, which
+    the expiry of sessions removes."""
+    fs = RegistryStore(CheckedDriver(FilesystemDriver(tmp_path)))
+    state = await fs.uploads.create(NAME)
+    await fs.uploads.append(NAME, state, body(b"small"))
+    folder = tmp_path / "repositories" / NAME / "_uploads" / state.upload_id
+    (folder / "data").write_bytes(b"left by another request")
+    await fs.uploads.commit(NAME, state, digest_of(b"small"))
+    assert sorted(p.name for p in folder.iterdir()) == ["data"]
+    with pytest.raises(RegistryError) as gone:
+        await fs.uploads.get(NAME, state.upload_id)
+    assert gone.value.code == errors.BLOB_UPLOAD_UNKNOWN
+    assert await fs.uploads.purge_expired(NAME, time.time() + 1) == 1
+    assert not folder.exists()
+    await fs.close()
