@@ -183,16 +183,17 @@ async def _ingest(
 
     The event loop only collects the pieces the server received; the write of a step
     and its hash run in two threads (both release the GIL) while the loop collects the
-    next one. A step begins as soon as the previous one has finished and EAGER bytes
-    are there: the first one early in the request (the threads idle meanwhile), and the
-    work left when the body ends small whenever the disk keeps up. Memory per upload:
-    about two blocks, and what the server lets wait unread (registry/server.py,
-    BODY_HIGH_WATER)."""
+    next one. The first step begins with the first piece, each later one as soon as
+    the previous one has finished and EAGER bytes are there: the threads do not idle
+    while a request's first BLOCK arrives, and whenever the disk keeps up little is
+    left to do when the body ends. Memory per upload: about two blocks, and what the
+    server lets wait unread (registry/server.py, BODY_HIGH_WATER)."""
     loop = asyncio.get_running_loop()
     received = 0
     parts: list[bytes] = []
     gathered = 0
     pending: asyncio.Future[Any] | None = None
+    eager = 1  # the first step begins with the first piece: the threads idle till then
 
     async def step(pieces: list[bytes], size: int) -> None:
         if hasher is None:
@@ -214,10 +215,11 @@ async def _ingest(
             if pending is not None and pending.done():
                 await pending  # at once; raises what the step raised
                 pending = None
-            if gathered >= BLOCK or (pending is None and gathered >= EAGER):
+            if gathered >= BLOCK or (pending is None and gathered >= eager):
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(step(parts, gathered))
+                eager = EAGER
                 parts = []
                 gathered = 0
     finally:
