@@ -60,7 +60,8 @@ from registry.store.claims import BlobBusyError, Claims
 from storage_backends import Driver, FileWriter, Folders, GatheringWriter, PathNotFoundError
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-BLOCK = 2 * 1024 * 1024  # bytes gathered before one write+hash step
+BLOCK = 2 * 1024 * 1024  # most bytes gathered for one write+hash step
+EAGER = 1024 * 1024  # a step begins with this much once the previous one has finished
 INLINE_HASH = 64 * 1024  # a step this small is hashed on the event loop
 INLINE_MAX = 256 * 1024  # bytes a session keeps in its state file, before a data file
 _CACHE_SIZE = 256
@@ -177,17 +178,22 @@ async def _write_pieces(writer: FileWriter, pieces: list[bytes]) -> None:
 async def _ingest(
     stream: AsyncIterator[bytes], writer: FileWriter, hasher: _RunningHash | None
 ) -> int:
-    """Copy ``stream`` to ``writer`` in BLOCK-sized steps, hashing as the bytes pass.
+    """Copy ``stream`` to ``writer`` in steps of EAGER to BLOCK bytes, hashing as the
+    bytes pass.
 
-    The event loop only collects the pieces the server received; the write of a block
+    The event loop only collects the pieces the server received; the write of a step
     and its hash run in two threads (both release the GIL) while the loop collects the
-    next block. Memory per upload: about two blocks, and what the server lets wait
-    unread (registry/server.py, BODY_HIGH_WATER)."""
+    next one. The first step begins with the first piece, each later one as soon as
+    the previous one has finished and EAGER bytes are there: the threads do not idle
+    while a request's first BLOCK arrives, and whenever the disk keeps up little is
+    left to do when the body ends. Memory per upload: about two blocks, and what the
+    server lets wait unread (registry/server.py, BODY_HIGH_WATER)."""
     loop = asyncio.get_running_loop()
     received = 0
     parts: list[bytes] = []
     gathered = 0
     pending: asyncio.Future[Any] | None = None
+    eager = 1  # the first step begins with the first piece: the threads idle till then
 
     async def step(pieces: list[bytes], size: int) -> None:
         if hasher is None:
@@ -206,10 +212,14 @@ async def _ingest(
             parts.append(chunk)
             gathered += len(chunk)
             received += len(chunk)
-            if gathered >= BLOCK:
+            if pending is not None and pending.done():
+                await pending  # at once; raises what the step raised
+                pending = None
+            if gathered >= BLOCK or (pending is None and gathered >= eager):
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(step(parts, gathered))
+                eager = EAGER
                 parts = []
                 gathered = 0
     finally:

@@ -35,6 +35,10 @@ def rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+def minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -176,6 +180,31 @@ def test_pushes_wait_in_the_socket(server: RegistryServer) -> None:
         r = c.put(r.headers["Location"], params={"digest": digest}, content=body)
         assert r.status_code == 201, r.text
     assert rss_mib(pid) - before < 24
+
+
+def test_pushes_reuse_the_memory_they_free(server: RegistryServer) -> None:
+    """A push's pieces are freed a step at a time once written; the next ones reuse that
+    memory. (glibc gave it back to the system at once, and faulting it in again cost a
+    page fault per 4 KiB received: 40% of the event loop's CPU.)"""
+    pid = worker_pid(server)
+    block = os.urandom(MiB)
+
+    def push(mib: int) -> None:
+        digest = "sha256:" + hashlib.sha256(block * mib).hexdigest()
+        with server.client(timeout=120) as c:
+            location = c.post("/v2/transfers/reused/blobs/uploads/").headers["Location"]
+            for i in range(0, mib, 8):
+                chunk_range = f"{i * MiB}-{(i + 8) * MiB - 1}"
+                r = c.patch(location, content=block * 8, headers={"Content-Range": chunk_range})
+                assert r.status_code == 202, r.text
+                location = r.headers["Location"]
+            assert c.put(location, params={"digest": digest}).status_code == 201
+
+    push(16)  # the heap grows to what a push holds
+    before = minor_faults(pid)
+    push(64)
+    faults = minor_faults(pid) - before
+    assert faults < 64 * MiB // 4096 // 10
 
 
 def test_http10_keep_alive_is_honoured(server: RegistryServer) -> None:
