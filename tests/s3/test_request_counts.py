@@ -90,9 +90,17 @@ def prefix() -> str:
 
 def registry(rgw: RgwServer, prefix: str) -> tuple[InProcessRegistry, Wire]:
     s3 = rgw.s3_config(prefix=prefix, part_size=MIN_PART)
-    # A ttl no slow machine outlasts between a read and the "warm" one after it.
+    # A ttl no slow machine outlasts between a read and the "warm" one after it; and
+    # the read-only flag, which a write reads once per its ttl whatever the operation
+    # (2 s by default: a slow run would count it in whichever push crossed the mark),
+    # read once by the warm-up pushes.
     config = {
-        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True), "cache": {"ttl": 60}},
+        "storage": {
+            "driver": "s3",
+            "s3": s3.model_dump(exclude_none=True),
+            "cache": {"ttl": 60},
+            "readonly_flag_ttl": "1h",
+        },
         "gc": {"enabled": False},
     }
     driver = S3Driver(s3)
