@@ -117,9 +117,11 @@ class Supervisor:
                 log.info("Received SIGHUP, restarting processes.")
                 self.replace_all()
             elif sig == signal.SIGTTIN:
+                log.info("Received SIGTTIN, adding a worker.")
                 self.wanted += 1
                 self.workers.append(self.start_worker())
             elif sig == signal.SIGTTOU and self.wanted > 1:
+                log.info("Received SIGTTOU, retiring a worker.")
                 self.wanted -= 1
                 self._stop(self.workers.pop())
         return self.keep_alive()

@@ -128,3 +128,13 @@ def test_a_port_it_cannot_bind_stops_it_with_status_3(tmp_path: Path) -> None:
         done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=60)
     assert done.returncode == 3
     assert b"Address already in use" in done.stderr
+
+
+def test_ttin_adds_a_worker_and_ttou_retires_one(server: RegistryServer) -> None:
+    assert server.proc is not None
+    pid = server.proc.pid
+    server.proc.send_signal(signal.SIGTTIN)
+    wait_for(lambda: len(workers_of(pid)) == 3)
+    server.proc.send_signal(signal.SIGTTOU)
+    wait_for(lambda: len(workers_of(pid)) == 2)
+    assert httpx.get(f"{server.url}/v2/", timeout=10).status_code == 200
