@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import ctypes
 import errno
 import functools
 import os
@@ -29,6 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from storage_backends import malloc
 from storage_backends.base import FileInfo, PathNotFoundError, StorageError
 
 # Streamed reads (what is not sent with sendfile: TLS): small enough that a transfer in
@@ -48,9 +48,7 @@ INLINE_WRITE = 64 * 1024
 # Unlinking a file frees its pages: above this size, in a thread, not on the loop.
 INLINE_UNLINK_SIZE = 1 << 20
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
-# glibc's mallopt parameters (malloc.h), and what keep_freed_memory sets them to.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+# What keep_freed_memory sets glibc's thresholds to.
 TRIM_THRESHOLD = 16 << 20
 MMAP_THRESHOLD = 4 << 20
 
@@ -70,12 +68,8 @@ def keep_freed_memory() -> None:
     TRIM_THRESHOLD of freed heap is kept instead; blocks above MMAP_THRESHOLD (fixed
     with it) still go back to the system as soon as they are freed. On S3 glibc reaches
     such thresholds by itself (parts of 16 MiB)."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    malloc.set_option(malloc.M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    malloc.set_option(malloc.M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def _write_all(fd: int, pieces: Sequence[bytes]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import ctypes
 import email.utils
 import itertools
 import json
@@ -38,6 +37,7 @@ import botocore.utils
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from storage_backends import malloc
 from storage_backends.base import FileInfo, PathNotFoundError, StorageError
 
 if TYPE_CHECKING:
@@ -72,21 +72,13 @@ _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchK
 _BELOW_SLASH = frozenset("!+-.")
 
 
-# glibc's mallopt parameter (malloc.h), and the arenas a process keeps.
-_M_ARENA_MAX = -8
+# The malloc arenas a process keeps (bound_malloc).
 _ARENA_MAX = 2
 
 
 # Bytes moved by transfers since memory was last given back (below: a small blob's
 # transfers do not make the process trim).
 RELEASE_AFTER = 8 * MiB
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
 
 
 class _Releaser:
@@ -99,16 +91,14 @@ class _Releaser:
     at least RELEASE_AFTER bytes moved. Process-wide, like the heaps; event loop only."""
 
     def __init__(self) -> None:
-        libc = _libc()
-        self._trim = getattr(libc, "malloc_trim", None)
         self.reading = 0
         self._moved = 0
 
     def done(self, moved: int) -> None:
         self._moved += moved
-        if self.reading == 0 and self._moved >= RELEASE_AFTER and self._trim is not None:
+        if self.reading == 0 and self._moved >= RELEASE_AFTER:
             self._moved = 0
-            self._trim(0)
+            malloc.trim()
 
 
 _release = _Releaser()
@@ -124,9 +114,7 @@ def bound_malloc() -> None:
     pulls on S3). Two arenas bound a worker to about what its transfers in flight hold.
     (A fixed mmap threshold would return freed parts at once too, but faulting a new
     part's pages in cost pushes 60% more CPU.) Process-wide, idempotent."""
-    mallopt = getattr(_libc(), "mallopt", None)
-    if mallopt is not None:
-        mallopt(_M_ARENA_MAX, _ARENA_MAX)
+    malloc.set_option(malloc.M_ARENA_MAX, _ARENA_MAX)
 
 
 class _S3Endpoints(botocore.loaders.JSONFileLoader):
