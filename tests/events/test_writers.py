@@ -7,9 +7,6 @@ follows events -- whoever makes the change."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from tests.conftest import start_server
 from tests.events.receiver import Receiver
 from tests.events.test_processes import endpoint, summary
 from tests.events.world import push
+from tests.gc.collection import run_gc_process
 from tests.images import image, push_image
 
 pytestmark = pytest.mark.anyio
@@ -79,25 +77,7 @@ def test_registry_gc_by_hand_has_its_deletes_delivered_by_the_server(
     receiver.wait_for(lambda events: ("push", "team/app", "v2") in map(summary, events))
     old_enough(pushed)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    gc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "registry",
-            "gc",
-            "--config",
-            str(server.config_file),
-            "--data-dir",
-            str(server.data_dir),
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    gc = run_gc_process(server, "--json")
     assert gc.returncode == 0, gc.stderr
     with server.client() as c:
         assert c.get("/v2/team/app/tags/list").json()["tags"] == ["v2"]
