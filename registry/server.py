@@ -590,20 +590,15 @@ def _server(plan: ServePlan, on_started: Callable[[], None] | None = None) -> uv
     return _Server(config, on_started)
 
 
-def run(plan: ServePlan) -> None:
-    """Serve ``registry.app:app_from_environment`` as ``plan`` says, in this process (one
-    worker; several are started by registry/supervisor.py and call ``serve_socket``)."""
-    server = _server(plan)
-    server.run()
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)
-
-
-def serve_socket(
-    plan: ServePlan, sock: socket.socket, on_started: Callable[[], None] | None = None
+def run(
+    plan: ServePlan,
+    sock: socket.socket | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """One of several workers: serve on ``sock``, which the supervisor bound."""
+    """Serve ``registry.app:app_from_environment`` as ``plan`` says, in this process: on
+    its own port (one worker), or as one of several workers on ``sock``, which the
+    supervisor bound (registry/supervisor.py, worker.py); ``on_started`` once serving."""
     server = _server(plan, on_started)
-    server.run(sockets=[sock])
+    server.run(sockets=None if sock is None else [sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)

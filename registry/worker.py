@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
 
     from registry import server
 
-    server.serve_socket(plan, socket.socket(fileno=listening), started)
+    server.run(plan, socket.socket(fileno=listening), started)
 
 
 if __name__ == "__main__":
