@@ -67,6 +67,10 @@ TAIL_SUFFIX = "@tail"  # the tail of a version 1 state, which kept it apart
 _SIDECARS = (STATE_SUFFIX, TAIL_SUFFIX)
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchKey
+# Keys DeleteObjects could not delete are tried again, unless the store refused them:
+# RGW answers UnknownError for a key another request is writing at that moment.
+_REFUSED = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState"})
+DELETE_RETRY_DELAYS = (0.05, 0.2, 0.5)
 # Characters allowed in path components that sort below '/': a directory "a" lists
 # after a sibling "a-b" in S3's key order ("a-b" < "a/") but before it by name.
 _BELOW_SLASH = frozenset("!+-.")
@@ -574,17 +578,23 @@ class S3Driver:
                 raise result
 
     async def _delete_batch(self, keys: builtins.list[str]) -> None:
-        batch: Any = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
-        resp = await self._call(partial(self._s3.delete_objects, Bucket=self._bucket, Delete=batch))
-        # Quiet: only failures are listed. A missing key is none (AWS never lists one,
-        # but some compatible servers do).
-        errors = [e for e in resp.get("Errors", []) if e.get("Code") not in _MISSING]
-        if errors:
-            first = errors[0]
-            raise StorageError(
-                f"s3: could not delete {len(errors)} keys, e.g. "
-                f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
-            )
+        for delay in (*DELETE_RETRY_DELAYS, None):
+            batch: Any = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            call = partial(self._s3.delete_objects, Bucket=self._bucket, Delete=batch)
+            resp = await self._call(call)
+            # Quiet: only failures are listed. A missing key is none (AWS never lists
+            # one, but some compatible servers do).
+            errors = [e for e in resp.get("Errors", []) if e.get("Code") not in _MISSING]
+            if not errors:
+                return
+            if delay is None or any(e.get("Code") in _REFUSED for e in errors):
+                first = errors[0]
+                raise StorageError(
+                    f"s3: could not delete {len(errors)} keys, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+            keys = [str(e.get("Key")) for e in errors]
+            await asyncio.sleep(delay)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         def abort() -> None:

@@ -35,6 +35,7 @@ from storage_backends.base import (
 from storage_backends.checked import CheckedDriver
 from storage_backends.filesystem import FilesystemDriver
 from storage_backends.s3 import (
+    DELETE_RETRY_DELAYS,
     MAX_PART,
     MAX_PARTS,
     MIN_PART,
@@ -679,7 +680,7 @@ async def test_s3_writer_holds_at_most_one_part(s3_backend: Backend) -> None:
     assert await read_all(driver, "mem/data") == data
 
 
-async def test_s3_delete_many_raises_on_keys_left_but_not_on_missing_ones() -> None:
+async def test_s3_delete_many_retries_busy_keys_and_raises_on_refused_ones() -> None:
     """DeleteObjects answers 200 with the keys it could not delete; some servers list
     missing keys there too. Stubbed: RGW cannot be made to refuse a delete."""
     config = S3Config(
@@ -688,6 +689,8 @@ async def test_s3_delete_many_raises_on_keys_left_but_not_on_missing_ones() -> N
     driver = S3Driver(config.driver_settings())
     missing = {"Key": "a", "Code": "NoSuchKey", "Message": "gone"}
     denied = {"Key": "b", "Code": "AccessDenied", "Message": "no"}
+    busy = {"Key": "c", "Code": "UnknownError", "Message": "UnknownError"}
+    only_c = {"Objects": [{"Key": "c"}], "Quiet": True}
     finished: list[str] = []
 
     def slow_second_batch(params: Any, **_: Any) -> None:
@@ -707,6 +710,15 @@ async def test_s3_delete_many_raises_on_keys_left_but_not_on_missing_ones() -> N
             stub.add_response("delete_objects", {"Errors": [denied]})
             with pytest.raises(StorageError, match="AccessDenied"):
                 await driver.delete_many(["b"])
+            # A key the store could not delete for now (RGW: another request was
+            # writing it) is tried again, alone, until it goes or the tries run out.
+            stub.add_response("delete_objects", {"Errors": [busy]})
+            stub.add_response("delete_objects", {}, {"Bucket": "b", "Delete": only_c})
+            await driver.delete_many(["a", "c"])
+            for _ in range(len(DELETE_RETRY_DELAYS) + 1):
+                stub.add_response("delete_objects", {"Errors": [busy]})
+            with pytest.raises(StorageError, match="UnknownError"):
+                await driver.delete_many(["c"])
             # One batch failing: the call waits for the other before it raises, so
             # that no delete of it is still in flight when the caller goes on.
             stub.add_response("delete_objects", {"Errors": [denied]})
