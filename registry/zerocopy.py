@@ -1,15 +1,24 @@
 """Blob pulls without copies: ASGI's zero-copy send extension, both ends.
 
-``FileSendResponse`` (the application's end) hands the server an open file, an offset
-and a byte count (``http.response.zerocopysend``) instead of the bytes. ``ZeroCopyCycle``
-(the server's end, on uvicorn's request/response cycle) sends them with ``sendfile``:
-from the page cache to the socket, so that the process holds no part of the blob,
-whatever its size and however slow the client. The event loop calls it whenever the
-socket has room, as nginx does; a call that waited for the disk (it read from the disk,
-and it took long) hands the rest of that file to threads, so that a cold blob does not
-hold up the event loop for long, and a slow client holds no thread either way. A call
-that only took long (the machine is busy: on loopback one call also runs the receiver's
-side of TCP) stays on the event loop: threads would cost a hop per call for nothing.
+``DirectSendResponse`` (the application's end) hands the server what the storage driver
+opened for it (storage_backends.DirectRead) instead of the bytes: a file with an offset
+and a byte count (``http.response.zerocopysend``), or a socket the bytes arrive on.
+``ZeroCopyCycle`` (the server's end, on uvicorn's request/response cycle) sends them.
+
+A file goes with ``sendfile``: from the page cache to the socket, so that the process
+holds no part of the blob, whatever its size and however slow the client. The event loop
+calls it whenever the socket has room, as nginx does; a call that waited for the disk (it
+read from the disk, and it took long) hands the rest of that file to threads, so that a
+cold blob does not hold up the event loop for long, and a slow client holds no thread
+either way. A call that only took long (the machine is busy: on loopback one call also
+runs the receiver's side of TCP) stays on the event loop: threads would cost a hop per
+call for nothing.
+
+A socket (the S3 store's answer to a GET, storage_backends/socket_get.py) goes with
+``splice`` through a pipe: the kernel moves the bytes from one socket to the other, on
+the event loop, with no thread and no buffer in the process. A store that ends early
+cuts the response: the client sees an incomplete body, never a complete wrong one.
+
 Plain HTTP only: with TLS the bytes must pass through the process, and the server does
 not offer the extension (nor does an in-process test client): routes then stream as
 before.
@@ -18,53 +27,64 @@ before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import logging
 import os
 import resource
+import stat
 import time
-from collections.abc import Mapping
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from registry.aborts import abort
 from registry.request_log import ZERO_COPY
+from storage_backends import DirectRead
+
+log = logging.getLogger(__name__)
 
 # One sendfile call moves at most this much: what the socket has room for is usually
 # less; the cap only bounds how long one call can take.
 SENDFILE_MAX = 16 * 1024 * 1024
 # A sendfile call that read from the disk and took longer waited for it.
 FROM_DISK = 0.004
+# The pipe between a store's socket and a client's: the most one splice call moves.
+PIPE_SIZE = 256 * 1024
+# A store's socket that sends nothing for this long while the client waits has failed.
+SOURCE_IDLE = 60.0
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 
 def offers_zero_copy(scope: Scope) -> bool:
     return ZERO_COPY in scope.get("extensions", ())
 
 
-class FileSendResponse(Response):
-    """``length`` bytes of ``file`` from ``offset``, sent by the server; the response
-    closes the file."""
+class DirectSendResponse(Response):
+    """A stored object's bytes (storage_backends.DirectRead) sent by the server: a file
+    with sendfile, a socket with splice. The response closes the read. A store that
+    ends its bytes early cuts the response (the client sees an incomplete body)."""
 
     def __init__(
         self,
-        file: BinaryIO,
-        offset: int,
-        length: int,
+        read: DirectRead,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
-        background: BackgroundTask | None = None,
     ) -> None:
-        self.file = file
-        self.offset = offset
-        self.length = length
+        self.read = read
         self.status_code = status_code
         self.media_type = media_type
-        self.background = background
+        self.background = None
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        read = self.read
         try:
             await send(
                 {
@@ -73,19 +93,22 @@ class FileSendResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
+            if read.head:
+                await send({"type": "http.response.body", "body": read.head, "more_body": True})
             await send(
                 {
                     "type": ZERO_COPY,
-                    "file": self.file,
-                    "offset": self.offset,
-                    "count": self.length,
+                    "file": read.source.fileno(),
+                    "offset": read.offset,
+                    "count": read.count,
                     "more_body": False,
                 }
             )
+        except SourceEnded as e:
+            log.warning("response cut short: %s", e)
+            await abort(scope, send)
         finally:
-            self.file.close()
-        if self.background is not None:
-            await self.background()
+            read.close()
 
 
 class ConnectionGone(Exception):
@@ -106,19 +129,26 @@ class ZeroCopyCycle(RequestResponseCycle):
             raise RuntimeError(f"Unexpected ASGI message '{ZERO_COPY}'.")
         if self.chunked_encoding:
             raise RuntimeError("A zero-copy send needs a Content-Length.")
-        file = message["file"]
-        fd = file if isinstance(file, int) else file.fileno()
-        offset = message.get("offset")
-        if offset is None:
-            offset = os.lseek(fd, 0, os.SEEK_CUR)
-        count = message.get("count")
-        if count is None:
-            count = os.fstat(fd).st_size - offset
+        fd = message["file"]
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        offset, count = message.get("offset"), message.get("count")
+        from_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+        if from_socket:
+            if count is None:
+                raise RuntimeError("A zero-copy send from a socket needs a count.")
+        else:
+            if offset is None:
+                offset = os.lseek(fd, 0, os.SEEK_CUR)
+            if count is None:
+                count = os.fstat(fd).st_size - offset
         if self.scope["method"] != "HEAD" and not self.disconnected and count:
             if count > self.expected_content_length:
                 raise RuntimeError("Response content longer than Content-Length")
             try:
-                await self._sendfile(fd, offset, count)
+                if from_socket:
+                    await self._splice(fd, count)
+                else:
+                    await self._sendfile(fd, offset, count)
             except (ConnectionGone, OSError):
                 # What uvicorn does when a client leaves: stop sending, say nothing.
                 self.disconnected = True
@@ -141,12 +171,7 @@ class ZeroCopyCycle(RequestResponseCycle):
 
     async def _sendfile(self, fd: int, offset: int, count: int) -> None:
         loop = asyncio.get_running_loop()
-        # uvloop refuses to poll a descriptor its transport owns: poll a duplicate (the
-        # same socket) for room, and send through it.
-        if self.transport.is_closing():
-            raise ConnectionGone()
-        out = os.dup(self.transport.get_extra_info("socket").fileno())
-        try:
+        with self._client_socket() as out:
             transfer = _Transfer(self, loop, out, fd, offset, count)
             self._waiter = transfer.done
             loop.add_writer(out, transfer.on_room)
@@ -157,6 +182,26 @@ class ZeroCopyCycle(RequestResponseCycle):
                 self._waiter = None
             if transfer.count:  # the file is not in the page cache: go on in threads
                 await self._sendfile_in_threads(loop, out, fd, transfer.offset, transfer.count)
+
+    async def _splice(self, source: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        with self._client_socket() as out, _Splice(self, loop, source, out, count) as splice:
+            self._waiter = splice.done
+            try:
+                splice.step()
+                await splice.done
+            finally:
+                self._waiter = None
+
+    @contextlib.contextmanager
+    def _client_socket(self) -> Iterator[int]:
+        """The client's socket, duplicated: uvloop refuses to poll a descriptor its
+        transport owns, so a duplicate (the same socket) is polled for room and written."""
+        if self.transport.is_closing():
+            raise ConnectionGone()
+        out = os.dup(self.transport.get_extra_info("socket").fileno())
+        try:
+            yield out
         finally:
             os.close(out)
 
@@ -237,6 +282,121 @@ class _Transfer:
             self.done.set_exception(exc)
             return
         self.done.set_result(None)
+
+
+class SourceEnded(Exception):
+    """The socket a response's bytes came from failed or ended before all of them."""
+
+
+class _Splice:
+    """Bytes from a socket (the store's) to the client's through a pipe, on the event
+    loop: the kernel moves them, the process never holds them. Read while the pipe has
+    room, written while the client's socket has room: each side waits for the other
+    through the pipe's size, so a slow client slows the store's socket (back-pressure),
+    and memory stays at one pipe, outside the process."""
+
+    def __init__(
+        self,
+        cycle: ZeroCopyCycle,
+        loop: asyncio.AbstractEventLoop,
+        source: int,
+        out: int,
+        count: int,
+    ) -> None:
+        self.cycle = cycle
+        self.loop = loop
+        self.source = source
+        self.out = out
+        self.to_read = count
+        self.in_pipe = 0
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):  # at most /proc/sys/fs/pipe-max-size
+            fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, PIPE_SIZE)
+        self.room = fcntl.fcntl(self.pipe_w, F_GETPIPE_SZ)
+        self.reading = self.writing = False
+        self.idle = loop.call_later(SOURCE_IDLE, self._idle)
+        self.last_read = loop.time()
+
+    def __enter__(self) -> _Splice:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.idle.cancel()
+        self._watch(read=False, write=False)
+        os.close(self.pipe_r)
+        os.close(self.pipe_w)
+
+    def step(self) -> None:
+        """Move what can be moved now, then wait for whichever side can go on."""
+        if self.done.done():
+            return
+        try:
+            moved = True
+            while moved:
+                moved = self._fill() | self._drain()
+            if not self.to_read and not self.in_pipe:
+                self.done.set_result(None)
+                return
+        except Exception as exc:
+            self.done.set_exception(exc)
+            return
+        self._watch(
+            read=bool(self.to_read) and self.in_pipe < self.room,
+            write=bool(self.in_pipe),
+        )
+
+    def _fill(self) -> bool:
+        if not self.to_read or self.in_pipe >= self.room:
+            return False
+        want = min(self.to_read, self.room - self.in_pipe)
+        try:
+            got = os.splice(self.source, self.pipe_w, want, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            raise SourceEnded(f"the store's connection failed: {e}") from e
+        if got == 0:
+            raise SourceEnded(f"the store's connection ended {self.to_read} bytes early")
+        self.to_read -= got
+        self.in_pipe += got
+        self.last_read = self.loop.time()
+        return True
+
+    def _drain(self) -> bool:
+        if not self.in_pipe or self.cycle.transport.get_write_buffer_size():
+            return False  # nothing to send, or uvloop still holds the head: it goes first
+        try:
+            sent = os.splice(self.pipe_r, self.out, self.in_pipe, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            return False
+        self.in_pipe -= sent
+        return sent > 0
+
+    def _watch(self, read: bool, write: bool) -> None:
+        if read != self.reading:
+            if read:
+                self.loop.add_reader(self.source, self.step)
+            else:
+                self.loop.remove_reader(self.source)
+            self.reading = read
+        if write != self.writing:
+            if write:
+                self.loop.add_writer(self.out, self.step)
+            else:
+                self.loop.remove_writer(self.out)
+            self.writing = write
+
+    def _idle(self) -> None:
+        """The store sent nothing for SOURCE_IDLE seconds while it could have: give up
+        (a client that reads slowly is not the store's silence)."""
+        if self.done.done():
+            return
+        waited = self.loop.time() - self.last_read
+        if self.reading and waited >= SOURCE_IDLE:
+            self.done.set_exception(SourceEnded(f"the store sent nothing for {waited:.0f} s"))
+            return
+        self.idle = self.loop.call_later(SOURCE_IDLE, self._idle)
 
 
 def _waited_for_disk(started: float, reads: int) -> bool:

@@ -1,6 +1,8 @@
 """Storage drivers: small async byte stores that know nothing about registries."""
 
 from storage_backends.base import (
+    DirectRead,
+    DirectReads,
     Driver,
     FileInfo,
     FileWriter,
@@ -8,7 +10,6 @@ from storage_backends.base import (
     GatheringWriter,
     InvalidOffsetError,
     InvalidPathError,
-    LocalFiles,
     PathNotFoundError,
     StorageError,
 )
@@ -16,6 +17,8 @@ from storage_backends.checked import CheckedDriver, Observer
 
 __all__ = [
     "CheckedDriver",
+    "DirectRead",
+    "DirectReads",
     "Driver",
     "FileInfo",
     "FileWriter",
@@ -23,7 +26,6 @@ __all__ = [
     "GatheringWriter",
     "InvalidOffsetError",
     "InvalidPathError",
-    "LocalFiles",
     "Observer",
     "PathNotFoundError",
     "StorageError",

@@ -12,6 +12,7 @@ everything about layout and meaning lives in ``registry/store``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -158,12 +159,30 @@ class Folders(Protocol):
         ...
 
 
-@runtime_checkable
-class LocalFiles(Protocol):
-    """A driver whose files are local files can open one, so that the server sends it
-    straight from the file to the socket (sendfile). Optional: other drivers stream."""
+@dataclass(eq=False)
+class DirectRead:
+    """Bytes of a stored object for the server to send without passing them through the
+    process: ``head`` (already received), then ``count`` bytes of ``source``: a file from
+    ``offset`` (sent with sendfile), or a socket as they arrive (``offset`` None; spliced,
+    and nothing follows them on it). Whoever takes it closes it."""
 
-    async def open_file(self, path: str) -> BinaryIO:
-        """The file at ``path`` open for reading (the caller closes it); raises
+    source: BinaryIO | socket.socket
+    offset: int | None
+    count: int
+    head: bytes = b""
+
+    def close(self) -> None:
+        self.source.close()
+
+
+@runtime_checkable
+class DirectReads(Protocol):
+    """A driver that can hand the server an object's bytes as a file or a socket, so
+    that they go to the client without a copy through the process. Optional: other
+    drivers (and this one, when it cannot for a read) stream through ``read``."""
+
+    async def open_direct(self, path: str, offset: int, length: int) -> DirectRead | None:
+        """``length`` bytes at ``offset`` of the object at ``path`` (the caller knows
+        they are there), or None when they cannot go directly; raises
         PathNotFoundError when nothing is stored there."""
         ...

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from time import perf_counter
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from storage_backends.base import (
+    DirectRead,
+    DirectReads,
     Driver,
     FileInfo,
     FileWriter,
@@ -26,7 +28,6 @@ from storage_backends.base import (
     GatheringWriter,
     InvalidOffsetError,
     InvalidPathError,
-    LocalFiles,
     PathNotFoundError,
 )
 
@@ -215,14 +216,16 @@ class CheckedDriver:
         call = self.inner.remove_folder(path)
         return call if self._timer is None else self._timer.time("delete", call)
 
-    def open_file(self, path: str) -> Coroutine[Any, Any, BinaryIO | None]:
-        """The inner driver's ``open_file`` (storage_backends.base.LocalFiles); None when
-        it has none."""
+    def open_direct(
+        self, path: str, offset: int, length: int
+    ) -> Coroutine[Any, Any, DirectRead | None]:
+        """The inner driver's ``open_direct`` (storage_backends.base.DirectReads); None
+        when it has none."""
         check_path(path)
-        if not isinstance(self.inner, LocalFiles):
+        if not isinstance(self.inner, DirectReads):
             return _nothing()
-        call = self.inner.open_file(path)
-        # Reported as a read: it starts one (the server sends the file), and dashboards
+        call = self.inner.open_direct(path, offset, length)
+        # Reported as a read: it starts one (the server sends the bytes), and dashboards
         # of read latency should not lose the reads that go this way.
         return call if self._timer is None else self._timer.time("read", call)
 

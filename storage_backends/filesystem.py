@@ -5,7 +5,7 @@ directly on the event loop: on a local disk they take microseconds, far less tha
 to a thread. Blob data moves in threads (the default executor), a block per hop:
 ``write_pieces`` writes what a push gathered with one ``writev`` (no join), ``read``
 reads 1 MiB at a time with one read ahead, and GETs of blobs do not read at all: they
-``open_file`` and the server sends the file (registry/zerocopy.py). Every replacement is
+``open_direct`` and the server sends the file (registry/zerocopy.py). Every replacement is
 a write to a temporary file under ``<root>/.tmp`` followed by ``os.replace``, so a reader
 sees the old file or the new one, never a part.
 """
@@ -26,10 +26,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from storage_backends import malloc
-from storage_backends.base import FileInfo, PathNotFoundError, StorageError
+from storage_backends.base import DirectRead, FileInfo, PathNotFoundError, StorageError
 
 # Streamed reads (what is not sent with sendfile: TLS): small enough that a transfer in
 # flight holds a few MiB at most (this, the read ahead, what the socket has not taken).
@@ -260,11 +259,12 @@ class FilesystemDriver:
                     await pending
             os.close(fd)
 
-    async def open_file(self, path: str) -> BinaryIO:
+    async def open_direct(self, path: str, offset: int, length: int) -> DirectRead:
         try:
-            return open(self._full_str(path), "rb", buffering=0)  # noqa: ASYNC230
+            file = open(self._full_str(path), "rb", buffering=0)  # noqa: ASYNC230, SIM115
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFoundError(path) from None
+        return DirectRead(file, offset, length)
 
     async def writer(self, path: str, append: bool = False) -> FilesystemWriter:
         keep_freed_memory()

@@ -19,15 +19,17 @@ import contextlib
 import email.utils
 import itertools
 import json
+import logging
 import math
 import os
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 import boto3
@@ -37,8 +39,8 @@ import botocore.utils
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage_backends import malloc
-from storage_backends.base import FileInfo, PathNotFoundError, StorageError
+from storage_backends import malloc, socket_get
+from storage_backends.base import DirectRead, FileInfo, PathNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,6 +55,11 @@ GiB = 1 << 30
 # against 226 with 512 KiB), large enough that the thread hop per read stays cheap
 # (server CPU per GiB pulled: about 10% more than with 512 KiB).
 READ_CHUNK = 256 * 1024
+# Reads this large go by the GET's own socket to the client (open_direct); smaller ones
+# cost a connection more than they save.
+DIRECT_MIN = 256 * 1024
+DIRECT_URL_EXPIRY = 300  # s: the presigned GET is sent at once
+DIRECT_HEAD_TIMEOUT = 60.0  # s: botocore's read timeout
 MIN_PART = 5 * MiB  # S3's smallest part, except for the last one
 MAX_PART = 5 * GiB  # S3's largest part, and the largest single CopyObject
 MAX_PARTS = 10_000
@@ -65,6 +72,8 @@ LIST_PAGE = 1000
 STATE_SUFFIX = "@upload"
 TAIL_SUFFIX = "@tail"  # the tail of a version 1 state, which kept it apart
 _SIDECARS = (STATE_SUFFIX, TAIL_SUFFIX)
+log = logging.getLogger(__name__)
+
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchKey
 # Keys DeleteObjects could not delete are tried again, unless the store refused them:
@@ -135,6 +144,15 @@ class _S3Endpoints(botocore.loaders.JSONFileLoader):
                 services = partition.get("services", {})
                 partition["services"] = {"s3": services["s3"]} if "s3" in services else {}
         return data
+
+
+def direct_reads_possible(endpoint_url: str | None) -> bool:
+    """A GET's socket can carry the body to the client (socket_get): the endpoint speaks
+    plain HTTP, and botocore would reach it without a proxy (HTTP_PROXY, NO_PROXY)."""
+    if not endpoint_url or urlsplit(endpoint_url).scheme != "http":
+        return False
+    host = urlsplit(endpoint_url).hostname or ""
+    return "http" not in urllib.request.getproxies() or bool(urllib.request.proxy_bypass(host))
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -539,6 +557,7 @@ class S3Driver:
             ),
         )
         self._s3.meta.events.register("before-parse.s3.ListObjectsV2", parse_listing)
+        self._direct = direct_reads_possible(config.endpoint_url)
 
     # -- plumbing
 
@@ -698,6 +717,39 @@ class S3Driver:
             body.close()
             _release.reading -= 1
             _release.done(size - left)
+
+    async def open_direct(self, path: str, offset: int, length: int) -> DirectRead | None:
+        """The bytes on a GET's own socket, for the server to splice to the client: the
+        process never reads them (no thread hop per chunk, no buffers). Only for a
+        plain-HTTP endpoint reached without a proxy, and for DIRECT_MIN bytes or more;
+        None otherwise, and when the store does not answer as expected (``read`` then
+        tries, with botocore's retries)."""
+        if not self._direct or length < DIRECT_MIN:
+            return None
+        key = self._key(path)
+        url = await self._call(
+            partial(
+                self._s3.generate_presigned_url,
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": key},
+                ExpiresIn=DIRECT_URL_EXPIRY,
+            )
+        )
+        last = offset + length - 1
+        try:
+            async with asyncio.timeout(DIRECT_HEAD_TIMEOUT):
+                resp = await socket_get.get(url, {"Range": f"bytes={offset}-{last}"})
+        except (socket_get.GetFailed, TimeoutError) as e:
+            why = str(e) or f"no answer in {DIRECT_HEAD_TIMEOUT:.0f} s"
+            log.warning("s3: a direct read of %s fell back to boto3: %s", path, why)
+            return None
+        if resp.status == 206 and resp.length == length:
+            return DirectRead(resp.sock, None, length - len(resp.body_start), resp.body_start)
+        resp.close()
+        if resp.status == 404:
+            raise PathNotFoundError(path)
+        log.warning("s3: a direct read of %s got %s: read by boto3", path, resp.status)
+        return None
 
     async def writer(self, path: str, append: bool = False) -> S3Writer:
         key = self._key(path)

@@ -10,7 +10,7 @@ from registry import events
 from registry.proxy.handlers import proxied_blob
 from registry.reference import parse_digest, parse_range
 from registry.routes.params import check_delete_enabled, repository, store_of
-from registry.zerocopy import FileSendResponse, offers_zero_copy
+from registry.zerocopy import DirectSendResponse, offers_zero_copy
 
 router = APIRouter()
 
@@ -45,10 +45,10 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     if offers_zero_copy(request.scope):
-        file = await store.blobs.open_file(name, d)
-        if file is not None:
-            return FileSendResponse(
-                file, start, length, status, headers, media_type="application/octet-stream"
+        direct = await store.blobs.open_direct(name, d, start, length)
+        if direct is not None:
+            return DirectSendResponse(
+                direct, status, headers, media_type="application/octet-stream"
             )
     return StreamingResponse(
         await store.blobs.stream(name, d, start, length),

@@ -13,7 +13,6 @@ import hashlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from registry import errors
 from registry.errors import RegistryError
@@ -23,7 +22,7 @@ from registry.store.catalog import Catalog
 from registry.store.changes import BlobMounted, BlobPushed, BlobUnlinked, Changes
 from registry.store.claims import BlobBusyError, Claims
 from registry.store.read_cache import ReadCache
-from storage_backends import Driver, LocalFiles, PathNotFoundError
+from storage_backends import DirectRead, DirectReads, Driver, PathNotFoundError
 
 
 @dataclass(frozen=True)
@@ -108,24 +107,28 @@ class BlobStore:
         try:
             first = await anext(chunks, b"")
         except PathNotFoundError:
-            self._cache.forget_link(name, digest)
-            self._cache.forget_link(name, digest)
-            self._cache.forget_blob(digest)
+            self._forget(name, digest)
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
         return _after(first, chunks)
 
-    async def open_file(self, name: str, digest: Digest) -> BinaryIO | None:
-        """The blob's data as an open local file (the caller closes it), when the storage
-        keeps blobs as local files: the server then sends it with sendfile. None when it
-        does not; BLOB_UNKNOWN when the blob is gone (a collector ran since ``stat``)."""
-        if not isinstance(self._driver, LocalFiles):
+    async def open_direct(
+        self, name: str, digest: Digest, offset: int, length: int
+    ) -> DirectRead | None:
+        """``length`` bytes of the blob from ``offset`` for the server to send without a
+        copy through the process (a local file, or the store's socket), the caller
+        closes it; None when the storage cannot (then ``stream``); BLOB_UNKNOWN when the
+        blob is gone (a collector ran since ``stat``)."""
+        if not isinstance(self._driver, DirectReads):
             return None
         try:
-            return await self._driver.open_file(layout.blob_data(digest))
+            return await self._driver.open_direct(layout.blob_data(digest), offset, length)
         except PathNotFoundError:
-            self._cache.forget_link(name, digest)
-            self._cache.forget_blob(digest)
+            self._forget(name, digest)
             raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": str(digest)}) from None
+
+    def _forget(self, name: str, digest: Digest) -> None:
+        self._cache.forget_link(name, digest)
+        self._cache.forget_blob(digest)
 
     async def redirect_url(self, digest: Digest) -> str | None:
         """Where a GET of the blob should be redirected to fetch it from the storage
