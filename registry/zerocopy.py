@@ -376,6 +376,7 @@ class _Splice:
     def _watch(self, read: bool, write: bool) -> None:
         if read != self.reading:
             if read:
+                self.last_read = self.loop.time()  # the store's silence counts from now
                 self.loop.add_reader(self.source, self.step)
             else:
                 self.loop.remove_reader(self.source)
