@@ -100,6 +100,9 @@ class HttpConfig(Section):
     max_header_size: int = Field(default=64 * 1024, ge=8 * 1024)  # all header fields (431)
     header_timeout: Duration = Field(default=20.0, gt=0)  # for a request's head to arrive
     body_timeout: Duration = Field(default=60.0, gt=0)  # longest silence within a body
+    # An idle keep-alive connection is closed after this; longer than clients and load
+    # balancers keep theirs idle, so that they close first (nginx's 75s).
+    idle_timeout: Duration = Field(default=75.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)  # per worker; beyond: 503
 
     @model_validator(mode="after")

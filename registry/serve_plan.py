@@ -59,6 +59,7 @@ class ServePlan:
             "ssl_keyfile": http.tls_key,
             "forwarded_allow_ips": http.forwarded_allow_ips,
             "timeout_graceful_shutdown": math.ceil(http.graceful_timeout),
+            "timeout_keep_alive": http.idle_timeout,
             # uvicorn counts the connection asking too: one more, so that max_connections
             # connections are served and the next one's requests get 503.
             "limit_concurrency": http.max_connections + 1,

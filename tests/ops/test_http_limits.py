@@ -73,7 +73,8 @@ def limits_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> RegistryServer:
     workdir = tmp_path_factory.mktemp("http-limits")
-    config = {"auth": auth_section(workdir, "basic"), "http": {"header_timeout": "3s"}}
+    http = {"header_timeout": "3s", "idle_timeout": "2s"}
+    config = {"auth": auth_section(workdir, "basic"), "http": http}
     return start_server(request, workdir, config=config)
 
 
@@ -166,6 +167,20 @@ def test_idle_partial_request_line_is_dropped(limits_server: RegistryServer) -> 
         closed, response = closed_within(s, 8)
     assert closed and 2 <= time.monotonic() - started <= 6
     assert status_of(response) == 408
+
+
+def test_an_idle_keep_alive_connection_lasts_http_idle_timeout(
+    limits_server: RegistryServer,
+) -> None:
+    request = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connection(limits_server) as s:
+        for _ in range(2):  # the second request after a second of silence: still served
+            s.sendall(request)
+            assert status_of(s.recv(65536)) == 401
+            time.sleep(1)
+        started = time.monotonic()
+        closed, response = closed_within(s, 6)
+    assert closed and response == b"" and time.monotonic() - started <= 3
 
 
 def test_a_connection_that_sends_nothing_is_dropped(limits_server: RegistryServer) -> None:
