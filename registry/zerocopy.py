@@ -314,6 +314,7 @@ class _Splice:
         with contextlib.suppress(OSError):  # at most /proc/sys/fs/pipe-max-size
             fcntl.fcntl(self.pipe_w, F_SETPIPE_SZ, PIPE_SIZE)
         self.room = fcntl.fcntl(self.pipe_w, F_GETPIPE_SZ)
+        self.pipe_full = False
         self.reading = self.writing = False
         self.idle = loop.call_later(SOURCE_IDLE, self._idle)
         self.last_read = loop.time()
@@ -342,7 +343,7 @@ class _Splice:
             self.done.set_exception(exc)
             return
         self._watch(
-            read=bool(self.to_read) and self.in_pipe < self.room,
+            read=bool(self.to_read) and not self.pipe_full and self.in_pipe < self.room,
             write=bool(self.in_pipe),
         )
 
@@ -353,6 +354,12 @@ class _Splice:
         try:
             got = os.splice(self.source, self.pipe_w, want, flags=_SPLICE_FLAGS)
         except BlockingIOError:
+            # Nothing to read, or the pipe is full: a pipe holds one piece of a socket's
+            # buffers per page of its size, however small the pieces, so it can be full
+            # below its size in bytes. With bytes in it, wait for the client to take
+            # some before reading again: waiting on the store's socket would wake at
+            # once, and again, for nothing.
+            self.pipe_full = self.in_pipe > 0
             return False
         except OSError as e:
             raise SourceEnded(f"the store's connection failed: {e}") from e
@@ -371,6 +378,7 @@ class _Splice:
         except BlockingIOError:
             return False
         self.in_pipe -= sent
+        self.pipe_full = False
         return sent > 0
 
     def _watch(self, read: bool, write: bool) -> None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.faults import FaultProxy
+from tests.ops.test_transfers import rss_mib
 from tests.rgw import RgwServer
 from tests.server import RegistryServer
 
@@ -155,3 +159,35 @@ def test_a_client_that_leaves_midway_costs_nothing(
         r = c.get(f"/v2/{REPO}/blobs/{digest}")
         assert r.content == data
     assert "Traceback" not in server.log()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_slow_client_costs_the_server_no_cpu_and_no_memory(
+    server: RegistryServer, blob: tuple[str, bytes]
+) -> None:
+    """A client taking 64 KiB every 50 ms: the server waits on the client's socket (the
+    store's waits in turn), instead of waking for a pipe it cannot fill."""
+    digest, data = blob
+    assert server.proc is not None
+    pid = server.proc.pid
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(f"GET /v2/{REPO}/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.5)  # the server fills what the sockets and the pipe hold, then waits
+        cpu, rss = cpu_seconds(pid), rss_mib(pid)
+        received = 0
+        for _ in range(40):  # 2 s
+            received += len(s.recv(64 * 1024))
+            time.sleep(0.05)
+        spent, grew = cpu_seconds(pid) - cpu, rss_mib(pid) - rss
+        s.settimeout(30)
+        while chunk := s.recv(1 << 20):
+            received += len(chunk)
+            if received >= len(data):
+                break
+    assert spent < 0.3, f"{spent:.2f} s of CPU in 2 s of a slow client"
+    assert grew < 4, f"{grew:.1f} MiB"
