@@ -103,6 +103,9 @@ class HttpConfig(Section):
     # An idle keep-alive connection is closed after this; longer than clients and load
     # balancers keep theirs idle, so that they close first (nginx's 75s).
     idle_timeout: Duration = Field(default=75.0, gt=0)
+    # With workers > 1: a worker whose event loop has not turned for this long is killed
+    # and replaced (registry/supervisor.py).
+    worker_timeout: Duration = Field(default=60.0, ge=2)
     max_connections: int = Field(default=1000, ge=1)  # per worker; beyond: 503
 
     @model_validator(mode="after")

@@ -32,13 +32,15 @@ class HttpLimits:
 class ServePlan:
     """``options``: uvicorn's keyword arguments; ``env``: variables every worker must
     see; ``metrics_env``: the variable to point at a fresh folder for multiprocess
-    metrics, if any; ``log_format``: the registry's log format (text or json)."""
+    metrics, if any; ``log_format``: the registry's log format (text or json);
+    ``worker_timeout``: how long a worker may be silent before the supervisor kills it."""
 
     limits: HttpLimits
     options: dict[str, Any]
     env: dict[str, str]
     metrics_env: str | None
     log_format: str = "text"
+    worker_timeout: float = 60.0  # with workers: one silent this long is killed
 
     @property
     def workers(self) -> int:
@@ -67,7 +69,12 @@ class ServePlan:
             "log_config": uvicorn_log_config(config.log.level, config.log.format),
         }
         return cls(
-            HttpLimits.of(config), options, dict(env or {}), metrics_env, config.log.format
+            HttpLimits.of(config),
+            options,
+            dict(env or {}),
+            metrics_env,
+            config.log.format,
+            http.worker_timeout,
         )
 
     def dumps(self) -> str:
@@ -76,6 +83,4 @@ class ServePlan:
     @classmethod
     def loads(cls, raw: str) -> ServePlan:
         d = json.loads(raw)
-        return cls(
-            HttpLimits(**d["limits"]), d["options"], d["env"], d["metrics_env"], d["log_format"]
-        )
+        return cls(**{**d, "limits": HttpLimits(**d["limits"])})

@@ -13,6 +13,11 @@ Signals, as uvicorn's: TERM and INT stop; HUP replaces the workers one by one, e
 replacement serving before the worker it replaces is stopped; TTIN adds a worker, TTOU
 retires one. A worker that exits with uvicorn's start-up failure (status 3: the app,
 TLS or the socket are broken and would fail again) stops the server with that status.
+
+A serving worker writes a byte to its pipe every second from its event loop
+(registry/worker.py). One silent for ``http.worker_timeout`` is stuck -- its loop is
+blocked in a call, or the process is stopped -- and serves nobody, while the connections
+it accepted wait: it is killed (SIGKILL, as gunicorn's arbiter does) and replaced.
 """
 
 from __future__ import annotations
@@ -68,12 +73,15 @@ class Supervisor:
         self.wanted = plan.workers
         self.workers: list[subprocess.Popen[bytes]] = []
         self.status = 0
-        self.ready: dict[int, int] = {}
+        self.ready: dict[int, int] = {}  # pid: the read end of its pipe
+        self.heard: dict[int, float] = {}  # pid: when its last byte came (once serving)
+        self.selector = selectors.DefaultSelector()
         self._signals: list[int] = []
         self._last_start = 0.0
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        """A new worker; ``self.ready[pid]`` is a pipe it writes a byte to once it serves."""
+        """A new worker; ``self.ready[pid]`` is the pipe it writes a byte to once it serves,
+        and every second after."""
         fd = self.sock.fileno()
         ready_r, ready_w = os.pipe()
         cmd = [sys.executable, "-m", "registry.worker", str(fd), str(ready_w), self.plan.dumps()]
@@ -82,6 +90,7 @@ class Supervisor:
         finally:
             os.close(ready_w)
         self.ready[proc.pid] = ready_r
+        self.selector.register(ready_r, selectors.EVENT_READ, proc.pid)
         self._last_start = time.monotonic()
         return proc
 
@@ -95,19 +104,22 @@ class Supervisor:
         host, port = self.sock.getsockname()[:2]
         log.info("Listening on %s://%s:%d, %d workers", scheme, host, port, self.wanted)
         log.info("Started parent process [%d]", os.getpid())
+        self.selector.register(wake_r, selectors.EVENT_READ)
         self.workers = [self.start_worker() for _ in range(self.wanted)]
-        with selectors.DefaultSelector() as selector:
-            selector.register(wake_r, selectors.EVENT_READ)
-            while self._step(selector, wake_r):
-                pass
+        while self._step(wake_r):
+            pass
         self.stop_all()
+        self.selector.close()
         log.info("Stopping parent process [%d]", os.getpid())
         return self.status
 
-    def _step(self, selector: selectors.BaseSelector, wake_r: int) -> bool:
+    def _step(self, wake_r: int) -> bool:
         """One turn: signals first, then the workers' health. False: stop."""
-        if selector.select(timeout=0.5):
-            os.read(wake_r, 512)
+        for key, _ in self.selector.select(timeout=0.5):
+            if key.fd == wake_r:
+                os.read(wake_r, 512)
+            else:
+                self._hear(key.fd, key.data)
         while self._signals:
             sig = self._signals.pop(0)
             if sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,11 +138,19 @@ class Supervisor:
                 self._stop(self.workers.pop())
         return self.keep_alive()
 
+    def _hear(self, fd: int, pid: int) -> None:
+        if os.read(fd, 512):
+            self.heard[pid] = time.monotonic()
+        else:  # the worker exited: its death is seen in keep_alive
+            self.selector.unregister(fd)
+
     def keep_alive(self) -> bool:
-        """Replace workers that died; False when one could not start at all."""
+        """Replace workers that died, kill those that are stuck; False when one could not
+        start at all."""
         for i, worker in enumerate(self.workers):
             code = worker.poll()
             if code is None:
+                self._kill_if_stuck(worker)
                 continue
             if code == STARTUP_FAILURE:
                 log.error("Child process [%d] failed to start, stopping.", worker.pid)
@@ -142,6 +162,21 @@ class Supervisor:
             self._reap(worker)
             self.workers[i] = self.start_worker()
         return True
+
+    def _kill_if_stuck(self, worker: subprocess.Popen[bytes]) -> None:
+        heard = self.heard.get(worker.pid)
+        if heard is None:
+            return  # not serving yet: starting has no deadline here
+        silent = time.monotonic() - heard
+        if silent >= self.plan.worker_timeout:
+            log.error(
+                "Child process [%d] has not answered for %.0fs (its event loop is stuck): "
+                "killing it",
+                worker.pid,
+                silent,
+            )
+            self.heard.pop(worker.pid)
+            worker.kill()
 
     def replace_all(self) -> None:
         for i, old in enumerate(self.workers):
@@ -165,8 +200,11 @@ class Supervisor:
 
     def _reap(self, worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
+        self.heard.pop(worker.pid, None)
         ready = self.ready.pop(worker.pid, None)
         if ready is not None:
+            if ready in self.selector.get_map():
+                self.selector.unregister(ready)
             os.close(ready)
 
     def _serving(self, worker: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -176,7 +214,10 @@ class Supervisor:
             selector.register(self.ready[worker.pid], selectors.EVENT_READ)
             if not selector.select(timeout):
                 return False
-        return os.read(self.ready[worker.pid], 1) == b"1"
+        if os.read(self.ready[worker.pid], 1) != b"1":
+            return False
+        self.heard[worker.pid] = time.monotonic()
+        return True
 
 
 def _signal(worker: subprocess.Popen[bytes], sig: int) -> None:

@@ -71,6 +71,29 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_answering(
     assert "died (status -9), starting another" in server.log()
 
 
+def test_a_stuck_worker_is_killed_and_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """SIGSTOP stands for an event loop blocked in a call: no heartbeat comes. The other
+    worker keeps serving; the stuck one goes after ``http.worker_timeout``."""
+    server = start_server(request, tmp_path, workers=2, config={"http": {"worker_timeout": "2s"}})
+    assert server.proc is not None
+    first = workers_of(server.proc.pid)
+    time.sleep(3)  # busy or idle, a serving worker is heard from: none is killed
+    assert workers_of(server.proc.pid) == first
+    victim = min(first)
+    os.kill(victim, signal.SIGSTOP)
+    started = time.monotonic()
+    wait_for(lambda: not alive(victim), timeout=10)
+    assert 1.5 <= time.monotonic() - started <= 5
+    wait_for(lambda: len(workers_of(server.proc.pid) - first) == 1)  # type: ignore[union-attr]
+    for _ in range(20):
+        assert httpx.get(f"{server.url}/v2/", timeout=10).status_code == 200
+    log = server.log()
+    assert f"Child process [{victim}] has not answered for 2s" in log
+    assert "died (status -9), starting another" in log
+
+
 def test_the_workers_die_with_the_supervisor_even_after_kill_9(server: RegistryServer) -> None:
     assert server.proc is not None
     workers = workers_of(server.proc.pid)
