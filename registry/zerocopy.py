@@ -112,7 +112,7 @@ class DirectSendResponse(Response):
 
 
 class ConnectionGone(Exception):
-    """The connection closed while a file was being sent."""
+    """The connection closed while a response's bytes were being sent."""
 
 
 class ZeroCopyCycle(RequestResponseCycle):
