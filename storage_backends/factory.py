@@ -46,7 +46,7 @@ def _open_bare(storage_config: StorageSettings) -> Driver:
 
         return FilesystemDriver(storage_config.filesystem.rootdirectory)
     if storage_config.driver == "s3":
-        # Imported here so that a filesystem-only registry never loads boto3.
+        # Imported here so that a filesystem-only registry never loads botocore.
         from storage_backends.s3 import S3Driver
 
         return S3Driver(storage_config.s3.driver_settings())

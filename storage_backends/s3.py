@@ -1,6 +1,6 @@
-"""The S3 driver: the Driver protocol on boto3, for AWS S3 and compatible servers.
+"""The S3 driver: the Driver protocol on botocore, for AWS S3 and compatible servers.
 
-boto3 blocks, so every call runs in one bounded thread pool per driver (as many threads
+botocore blocks, so every call runs in one bounded thread pool per driver (as many threads
 as HTTP connections), never on the event loop. Appendable writers are S3 multipart
 uploads whose state -- upload id, parts, and the tail smaller than a part -- is saved
 in one sidecar object next to the key on ``close`` (one request to save, one to
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
-import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config as BotoConfig
@@ -110,7 +109,7 @@ _release = _Releaser()
 def bound_malloc() -> None:
     """Keep the process's freed buffers from piling up (glibc; elsewhere a no-op).
 
-    The driver runs boto3 in up to ``max_pool_connections`` threads, and glibc gives
+    The driver runs botocore in up to ``max_pool_connections`` threads, and glibc gives
     each thread an arena of its own (up to eight per core) which keeps what was freed in
     it for that thread's next allocation: every arena ends up holding its own set of
     part-sized and chunk-sized holes (measured: 440 MiB per worker after pushes and
@@ -499,16 +498,15 @@ class S3Driver:
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp
         )
-        session = boto3.session.Session(
-            aws_access_key_id=config.access_key_id,
-            aws_secret_access_key=config.secret_access_key,
-            region_name=config.region,
-            botocore_session=core,
-        )
-        self._s3: S3Client = session.client(
+        # botocore's own session and client: boto3 would add only its resources and
+        # transfer manager (about 50 more modules), which the driver does not use.
+        client = core.create_client(
             "s3",
+            region_name=config.region,
             endpoint_url=config.endpoint_url,
             verify=config.verify_tls,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
             config=BotoConfig(
                 signature_version="s3v4",
                 max_pool_connections=max(1, config.max_pool_connections),
@@ -522,6 +520,7 @@ class S3Driver:
                 parameter_validation=False,
             ),
         )
+        self._s3: S3Client = cast("S3Client", client)
         self._s3.meta.events.register("before-parse.s3.ListObjectsV2", parse_listing)
 
     # -- plumbing
