@@ -127,6 +127,11 @@ def test_each_operation_kept_is_described_as_in_the_whole_model(
     whole = whole_data_client(monkeypatch, settings()).meta.service_model
     assert set(cut.operation_names) == OPERATIONS
     assert cut.metadata == whole.metadata
+
+    def context(model: Any) -> list[tuple[str, str]]:
+        return [(p.name, p.type) for p in model.client_context_parameters]
+
+    assert context(cut) == context(whole) != []
     for name in sorted(OPERATIONS):
         assert operation(cut.operation_model(name)) == operation(whole.operation_model(name))
 
