@@ -157,6 +157,9 @@ def serve(args: argparse.Namespace) -> None:
         _multiprocess_metrics(plan.metrics_env)
         supervisor.supervise(plan)
     else:
+        from registry import uvicorn_parts
+
+        uvicorn_parts.load_without_main()  # before anything imports uvicorn
         from registry import server  # uvicorn: loaded only to serve
 
         plan = _plan()

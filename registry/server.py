@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
-import uvicorn
+import uvicorn.server
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -560,10 +560,10 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         )
 
 
-class _Server(uvicorn.Server):
+class _Server(uvicorn.server.Server):
     """uvicorn's server, telling ``on_started`` once it serves."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+    def __init__(self, config: UvicornConfig, on_started: Callable[[], None] | None) -> None:
         super().__init__(config)
         self._on_started = on_started
 
@@ -573,10 +573,12 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def _server(plan: ServePlan, on_started: Callable[[], None] | None = None) -> uvicorn.Server:
+def _server(
+    plan: ServePlan, on_started: Callable[[], None] | None = None
+) -> uvicorn.server.Server:
     protocol = functools.partial(RegistryHttpProtocol, limits=plan.limits)
     options = {**plan.options, "workers": 1}
-    config = uvicorn.Config(
+    config = UvicornConfig(
         "registry.app:app_from_environment",
         factory=True,
         http=cast(Any, protocol),  # httptools: app.py tunes its flow control for pushes

@@ -31,6 +31,9 @@ def main(argv: list[str]) -> None:
         os.write(ready, b"1")
         os.close(ready)
 
+    from registry import uvicorn_parts
+
+    uvicorn_parts.load_without_main()  # before anything imports uvicorn
     from registry import server
 
     server.run(plan, socket.socket(fileno=listening), started)
