@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from registry.routes import (
 from registry.routes.plain import add_routes
 from registry.shutdown import InflightRequests, TrackRequests
 from registry.store import open_store
-from storage_backends import Driver, InvalidPathError, StorageError, malloc
+from storage_backends import Driver, InvalidPathError, StorageError
 
 log = logging.getLogger("registry")
 
@@ -94,10 +93,6 @@ def create_app(
         if cache is not None:
             cache.start()
         replicator.start()
-        # What starting parsed and dropped (botocore's data, the configuration, the
-        # routes' models) is free but still resident: give it back before serving.
-        gc.collect()
-        malloc.trim()
         yield
         if upkeep is not None:
             await upkeep.stop()
