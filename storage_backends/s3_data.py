@@ -5,7 +5,7 @@ A botocore client keeps the data it was built from for its life: the S3 service 
 it), the endpoint rules, and, through a handler its session registered, endpoints.json
 (every service of every partition). The driver calls a dozen operations; the model is
 cut to them and the shapes they reach, so that each of them is described exactly as in
-the whole model (tests/s3/test_s3_data.py compares them and the requests they make).
+the whole model (tests/unit/test_s3_data.py compares them and the requests they make).
 Everything is parsed into plain dicts rather than botocore's OrderedDicts (half the
 size, same order) and what is kept is copied out of the parse, so that the memory of
 what was dropped goes back to the system rather than staying pinned by a few survivors.
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # The S3 operations the driver calls (storage_backends/s3.py), as the model names them:
-# generate_presigned_url signs a GetObject. A call to any other fails ("Operation not
-# found"): tests/s3/test_s3_data.py checks that the driver calls no other.
+# generate_presigned_url signs a GetObject. The client has no method for any other
+# (AttributeError): tests/unit/test_s3_data.py checks that the driver calls no other.
 OPERATIONS = frozenset(
     {
         "AbortMultipartUpload",
@@ -122,9 +122,6 @@ class S3DataLoader:
     that gives the S3 client's files as described above, and any other file as it is,
     in plain dicts."""
 
-    def __init__(self, operations: frozenset[str] = OPERATIONS) -> None:
-        self.operations = operations
-
     def exists(self, file_path: str) -> bool:
         return any(os.path.isfile(file_path + ext) for ext in _EXTENSIONS)
 
@@ -141,5 +138,5 @@ class S3DataLoader:
         if parts[-1] == "endpoints":
             return _compact(s3_endpoints(data))
         if parts[-1] == "service-2" and parts[-3:-2] == ["s3"]:
-            return _compact(s3_service_model(data, self.operations))
+            return _compact(s3_service_model(data, OPERATIONS))
         return data
