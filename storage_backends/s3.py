@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,6 @@ from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 import boto3
-import botocore.loaders
 import botocore.session
 import botocore.utils
 from botocore.config import Config as BotoConfig
@@ -41,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from storage_backends import malloc, socket_get
 from storage_backends.base import DirectRead, FileInfo, PathNotFoundError, StorageError
+from storage_backends.s3_data import S3DataLoader
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -128,22 +127,6 @@ def bound_malloc() -> None:
     (A fixed mmap threshold would return freed parts at once too, but faulting a new
     part's pages in cost pushes 60% more CPU.) Process-wide, idempotent."""
     malloc.set_option(malloc.M_ARENA_MAX, _ARENA_MAX)
-
-
-class _S3Endpoints(botocore.loaders.JSONFileLoader):
-    """botocore's data files as they are, except that of endpoints.json only the S3
-    entries are kept. The session reads that file (every service of every partition,
-    about 7 MiB in memory) to resolve one service, and a client holds on to it for its
-    life through a handler its creator registered. The partitions, their regions and
-    defaults stay, so an S3 client resolves exactly as with the whole file."""
-
-    def load_file(self, file_path: str) -> Any:
-        data = super().load_file(file_path)
-        if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
-            for partition in data.get("partitions", ()):
-                services = partition.get("services", {})
-                partition["services"] = {"s3": services["s3"]} if "s3" in services else {}
-        return data
 
 
 def direct_reads_possible(endpoint_url: str | None) -> bool:
@@ -529,7 +512,8 @@ class S3Driver:
             # (minimum sizes and durations) would bill as large and long-lived.
             self._object_args["StorageClass"] = config.storage_class
         core = botocore.session.get_session()
-        core.get_component("data_loader").file_loader = _S3Endpoints()
+        # botocore's data cut to the calls below (storage_backends/s3_data.py).
+        core.get_component("data_loader").file_loader = S3DataLoader()
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp
         )
