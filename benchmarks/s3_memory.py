@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.compare import blob_digest, body, peak_rss_mib, process_tree
+from benchmarks.s3_storage import registry_on
 from tests.rgw import RgwServer, missing_binaries, running_rgw
 from tests.server import RegistryServer
 
@@ -122,14 +122,7 @@ def run_server(
     rgw: RgwServer, workdir: Path, args: argparse.Namespace, source: str | None
 ) -> dict[str, float]:
     size, chunk = args.size_mib * MiB, args.chunk_mib * MiB
-    s3 = rgw.s3_config(prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    config = {
-        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True)},
-        "log": {"level": "warning", "access_log": False},
-        "gc": {"enabled": False},
-    }
-    env = {"PYTHONPATH": source} if source else {}
-    server = RegistryServer(workdir, config, env=env, workers=args.workers)
+    server = registry_on(rgw, workdir, args.workers, source)
     blob = workdir / "blob.bin"
     with blob.open("wb") as f:
         for part in body(size):

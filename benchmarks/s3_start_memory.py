@@ -24,13 +24,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.compare import rss_mib
+from benchmarks.s3_storage import registry_on
 from tests.images import image, push_image
 from tests.rgw import RgwServer, missing_binaries, running_rgw
 from tests.server import RegistryServer
@@ -62,14 +62,7 @@ def split(pid: int) -> dict[str, float]:
 def run_once(
     rgw: RgwServer, workdir: Path, args: argparse.Namespace, source: str | None
 ) -> dict[str, float]:
-    s3 = rgw.s3_config(prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    config = {
-        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True)},
-        "log": {"level": "warning", "access_log": False},
-        "gc": {"enabled": False},
-    }
-    env = {"PYTHONPATH": source} if source else {}
-    server = RegistryServer(workdir, config, env=env, workers=args.workers)
+    server = registry_on(rgw, workdir, args.workers, source)
     server.start(timeout=60)
     assert server.proc is not None
     try:

@@ -24,9 +24,11 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from tests.rgw import RgwServer, missing_binaries, running_rgw
+from tests.server import RegistryServer
 
 
 class Storage(Protocol):
@@ -126,3 +128,19 @@ def chosen(args: argparse.Namespace, filesystem: Storage) -> Iterator[Storage]:
     finally:
         if bundle is not None:
             os.environ["AWS_CA_BUNDLE"] = bundle
+
+
+def registry_on(
+    rgw: RgwServer, workdir: Path, workers: int, source: str | None
+) -> RegistryServer:
+    """A `registry serve` (not started yet) on a key prefix of its own in ``rgw``'s
+    bucket, the collector off, from ``source`` (a checkout's folder, first on
+    PYTHONPATH) when given: the server of s3_memory.py and s3_start_memory.py."""
+    s3 = rgw.s3_config(prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    config = {
+        "storage": {"driver": "s3", "s3": s3.model_dump(exclude_none=True)},
+        "log": {"level": "warning", "access_log": False},
+        "gc": {"enabled": False},
+    }
+    env = {"PYTHONPATH": source} if source else {}
+    return RegistryServer(workdir, config, env=env, workers=workers)
