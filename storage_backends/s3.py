@@ -309,7 +309,12 @@ class S3Writer:
         # A version 1 tail, fetched when it is needed.
         self._tail_size = state.tail_size
         self._tail_etag = state.tail_etag
+        # The bytes held are _buf[:_fill]; the rest is room for the part being gathered,
+        # made once and reused part after part: a buffer grown piece by piece is
+        # reallocated as it grows, and glibc then holds old and new at once (measured:
+        # a second 256 MiB push took the process 30 MiB above its start instead of 18).
         self._buf = bytearray(data)
+        self._fill = len(data)
         self._size = sum(p.size for p in self._parts) + self._tail_size + len(data)
         # Whether this writer holds something the sidecars lack; if not, close() has
         # nothing to save.
@@ -327,6 +332,7 @@ class S3Writer:
         if got is None or len(got) != self._tail_size:
             raise StorageError(f"{self._path}: the upload's saved tail does not match its state")
         self._buf[:0] = got
+        self._fill += len(got)
         self._tail_size = 0
 
     def _threshold(self) -> int:
@@ -344,12 +350,25 @@ class S3Writer:
         self._dirty = True
         view = memoryview(data)
         while view:
-            piece = view[: self._threshold() - len(self._buf)]
-            self._buf += piece
-            self._size += len(piece)
-            view = view[len(piece) :]
-            if len(self._buf) >= self._threshold():
+            threshold = self._threshold()
+            if len(self._buf) < threshold:  # room for a whole part, the held bytes first
+                room = bytearray(threshold)
+                room[: self._fill] = memoryview(self._buf)[: self._fill]
+                self._buf = room
+            n = min(threshold - self._fill, len(view))
+            self._buf[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            self._size += n
+            view = view[n:]
+            if self._fill >= threshold:
                 await self._send_part()
+
+    def _take(self) -> bytearray:
+        """The bytes held, as a buffer of their own; the writer then holds none."""
+        held, fill = self._buf, self._fill
+        self._buf, self._fill = bytearray(), 0
+        del held[fill:]  # nothing to cut when the part is full
+        return held
 
     async def _send_part(self) -> None:
         if len(self._parts) >= MAX_PARTS:
@@ -365,7 +384,7 @@ class S3Writer:
         upload_id = self._upload_id
         number = len(self._parts) + 1
         # The buffer itself is the body: a part is never copied.
-        body, self._buf = self._buf, bytearray()
+        body = self._take()
         try:
             resp_part = await d._call(
                 lambda: d._s3.upload_part(
@@ -377,9 +396,11 @@ class S3Writer:
                 )
             )
         except BaseException:
-            self._buf = body + self._buf
+            # A copy: a cancelled call's thread may still be sending the buffer.
+            self._buf, self._fill = bytearray(body), len(body)
             raise
         self._parts.append(_Part(number, resp_part["ETag"], len(body)))
+        self._buf = body  # the next part's room
 
     async def close(self) -> None:
         """Save the upload state and the tail, so that a later writer can continue."""
@@ -391,14 +412,13 @@ class S3Writer:
         d = self._driver
         # Loaded first: a version 1 tail becomes part of the new state's inline one.
         await self._load_tail()
-        if len(self._buf) >= max(MIN_PART, self._threshold() // 2):
+        if self._fill >= max(MIN_PART, self._threshold() // 2):
             # Sent as a part of its own rather than saved as the tail: a client that
             # pushes in chunks of 10 MiB would otherwise have each chunk's tail written
             # to the sidecar and read back by the next one, up to a part each way.
             # Half the part size keeps 10,000 parts enough for terabytes.
             await self._send_part()
-        payload = _UploadState(self._upload_id, self._parts).dumps(self._buf)
-        self._buf = bytearray()
+        payload = _UploadState(self._upload_id, self._parts).dumps(self._take())
         _release.done(len(payload))
         await d._call(
             lambda: d._s3.put_object(
@@ -417,14 +437,14 @@ class S3Writer:
         self._closed = True
         d = self._driver
         if self._upload_id is None:
-            body = bytes(self._buf)
+            body = _bytes(self._take())
             await d._call(
                 lambda: d._s3.put_object(
                     Bucket=d._bucket, Key=self._key, Body=body, **d._object_args
                 )
             )
         else:
-            if self._buf or not self._parts:
+            if self._fill or not self._parts:
                 await self._send_part()
             upload_id = self._upload_id
             parts: Any = [{"ETag": p.etag, "PartNumber": p.number} for p in self._parts]
@@ -437,7 +457,7 @@ class S3Writer:
                     MultipartUpload={"Parts": parts},
                 )
             )
-        self._buf = bytearray()
+        self._take()
         _release.done(self._size)
         if self._has_sidecars:
             await d._delete_keys([self._key + s for s in _SIDECARS])
@@ -445,14 +465,14 @@ class S3Writer:
     async def _abandon(self) -> None:
         """Drop what this writer started, leaving stored files alone."""
         self._closed = True
-        self._buf = bytearray()
+        self._take()
         if self._upload_id is not None and not self._has_sidecars:
             await self._driver._abort(self._key, self._upload_id)
 
     async def cancel(self) -> None:
         """Abort the upload and delete the key and its sidecars."""
         self._closed = True
-        self._buf = bytearray()
+        self._take()
         d = self._driver
         if self._upload_id is not None:
             await d._abort(self._key, self._upload_id)
