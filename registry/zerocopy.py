@@ -132,7 +132,8 @@ class ZeroCopyCycle(RequestResponseCycle):
         fd = message["file"]
         fd = fd if isinstance(fd, int) else fd.fileno()
         offset, count = message.get("offset"), message.get("count")
-        from_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+        st = os.fstat(fd)
+        from_socket = stat.S_ISSOCK(st.st_mode)
         if from_socket:
             if count is None:
                 raise RuntimeError("A zero-copy send from a socket needs a count.")
@@ -140,7 +141,7 @@ class ZeroCopyCycle(RequestResponseCycle):
             if offset is None:
                 offset = os.lseek(fd, 0, os.SEEK_CUR)
             if count is None:
-                count = os.fstat(fd).st_size - offset
+                count = st.st_size - offset
         if self.scope["method"] != "HEAD" and not self.disconnected and count:
             if count > self.expected_content_length:
                 raise RuntimeError("Response content longer than Content-Length")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -71,8 +72,6 @@ LIST_PAGE = 1000
 STATE_SUFFIX = "@upload"
 TAIL_SUFFIX = "@tail"  # the tail of a version 1 state, which kept it apart
 _SIDECARS = (STATE_SUFFIX, TAIL_SUFFIX)
-log = logging.getLogger(__name__)
-
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_UPLOAD = frozenset({"NoSuchUpload", "NoSuchKey", "404"})  # RGW says NoSuchKey
 # Keys DeleteObjects could not delete are tried again, unless the store refused them:
@@ -132,9 +131,10 @@ def bound_malloc() -> None:
 def direct_reads_possible(endpoint_url: str | None) -> bool:
     """A GET's socket can carry the body to the client (socket_get): the endpoint speaks
     plain HTTP, and botocore would reach it without a proxy (HTTP_PROXY, NO_PROXY)."""
-    if not endpoint_url or urlsplit(endpoint_url).scheme != "http":
+    parts = urlsplit(endpoint_url or "")
+    if parts.scheme != "http":
         return False
-    host = urlsplit(endpoint_url).hostname or ""
+    host = parts.hostname or ""
     return "http" not in urllib.request.getproxies() or bool(urllib.request.proxy_bypass(host))
 
 
