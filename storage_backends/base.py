@@ -161,10 +161,10 @@ class Folders(Protocol):
 
 @dataclass(eq=False)
 class DirectRead:
-    """Bytes of a stored object for the server to send without passing them through the
-    process: ``head`` (already received), then ``count`` bytes of ``source``: a file from
-    ``offset`` (sent with sendfile), or a socket as they arrive (``offset`` None; spliced,
-    and nothing follows them on it). Whoever takes it closes it."""
+    """Bytes of a stored object for the server to send itself (registry/zerocopy.py):
+    ``head`` (already received), then ``count`` bytes of ``source``: a file from
+    ``offset``, or a socket as they arrive (``offset`` None; nothing follows them on it).
+    Whoever takes it closes it."""
 
     source: BinaryIO | socket.socket
     offset: int | None

@@ -30,8 +30,9 @@ from pathlib import Path
 from storage_backends import malloc
 from storage_backends.base import DirectRead, FileInfo, PathNotFoundError, StorageError
 
-# Streamed reads (what is not sent with sendfile: TLS): small enough that a transfer in
-# flight holds a few MiB at most (this, the read ahead, what the socket has not taken).
+# Streamed reads (what the server does not send itself: TLS): small enough that a
+# transfer in flight holds a few MiB at most (this, the read ahead, what the socket has
+# not taken).
 READ_CHUNK = 256 << 10
 # delete_many unlinks up to this many files on the event loop, like other small
 # operations; more would hold the loop for milliseconds, so they go to a thread.

@@ -15,7 +15,7 @@ upstream costs few thread hops. Memory stays at about ``MAX_PENDING``.
 Reads are made on the event loop: what a reader asks for was written moments ago and
 is in the page cache, so a read is a copy from memory, cheaper than a hop to a thread
 and back. A read that took long came from the disk (a reader far behind on a blob
-larger than the cache): that spool's reads then go to threads, as sendfile does in
+larger than the cache): that spool's reads then go to threads, as a file's sends do in
 registry/zerocopy.py.
 """
 

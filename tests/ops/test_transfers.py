@@ -1,7 +1,7 @@
 """Blob transfers against a real `registry serve`: memory per transfer in flight stays
-small whatever the blob size and however slow the client (pulls are sent from the file
-by sendfile, pushes wait in the socket), clients that leave or stall cost nothing, and
-HTTP/1.0 keep-alive is honoured."""
+small whatever the blob size and however slow the client (pulls are sent from the page
+cache through one buffer per worker, pushes wait in the socket), clients that leave or
+stall cost nothing, and HTTP/1.0 keep-alive is honoured."""
 
 from __future__ import annotations
 
@@ -229,8 +229,8 @@ def test_http10_keep_alive_is_honoured(server: RegistryServer) -> None:
 
 
 def test_a_file_read_from_the_disk_goes_on_in_threads(tmp_path: Path) -> None:
-    """Every sendfile call counts as a wait for the disk here: after the first, the rest
-    of each file is sent from threads, byte for byte."""
+    """Every read counts as a wait for the disk here: after the first, the rest of each
+    file is sent from threads (sendfile), byte for byte."""
     port = free_port()
     code = (
         "import sys, registry.zerocopy as z; z._waited_for_disk = lambda *_: True; "

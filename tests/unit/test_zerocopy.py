@@ -1,11 +1,19 @@
-"""When a sendfile on the event loop hands the rest of a file to threads: only after a
-call that waited for the disk, not after one that was merely slow (a busy machine)."""
+"""Files sent from the event loop: when a read hands the rest of a file to threads (only
+after a read that waited for the disk, not after one that was merely slow: a busy
+machine), and transfers that share the worker's buffer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 import time
 from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from registry import zerocopy
 
@@ -48,3 +56,74 @@ def test_a_slow_call_that_read_from_the_disk_goes_to_threads() -> None:
 def test_a_quick_call_stays_on_the_event_loop_whatever_it_read() -> None:
     now = time.perf_counter()
     assert not zerocopy._waited_for_disk(now, zerocopy._disk_reads() - 1)
+
+
+# ------------------------------------------------------------- the worker's copy buffer
+
+
+class _Transport:
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class _Cycle:
+    transport = _Transport()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    turns=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 300_000)), min_size=1, max_size=60),
+    sizes=st.lists(st.integers(1, 700_000), min_size=3, max_size=3),
+)
+def test_transfers_sharing_the_buffer_each_deliver_their_file_byte_for_byte(
+    tmp_path_factory: pytest.TempPathFactory,
+    turns: list[tuple[int, int]],
+    sizes: list[int],
+) -> None:
+    """Three transfers take turns on one buffer, their clients reading at random: what a
+    full socket left in the buffer is sent first, or read again once another transfer
+    used the buffer; every client gets its file exactly."""
+    folder = tmp_path_factory.mktemp("files")
+    loop = asyncio.new_event_loop()
+    files, pairs, transfers, received = [], [], [], []
+    try:
+        for i, size in enumerate(sizes):
+            data = os.urandom(size)
+            (folder / str(i)).write_bytes(data)
+            files.append(os.open(folder / str(i), os.O_RDONLY))
+            ours, theirs = socket.socketpair()
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16_384)
+            ours.setblocking(False)
+            pairs.append((ours, theirs, data))
+            transfer = zerocopy._Transfer(
+                _Cycle(),  # type: ignore[arg-type]
+                loop,
+                ours.fileno(),
+                files[-1],
+                0,
+                size,
+            )
+            transfers.append(transfer)
+            received.append(bytearray())
+        pending = [*turns, *((i, 1 << 30) for i in range(3))]
+        while pending:
+            i, drain = pending.pop(0)
+            transfers[i].on_room()
+            theirs = pairs[i][1]
+            theirs.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while drain > 0 and (chunk := theirs.recv(min(drain, 65_536))):
+                    received[i] += chunk
+                    drain -= len(chunk)
+            if not pending and not all(t.done.done() for t in transfers):
+                pending = [(j, 1 << 30) for j, t in enumerate(transfers) if not t.done.done()]
+        for i, transfer in enumerate(transfers):
+            assert transfer.done.result() is None
+            assert bytes(received[i]) == pairs[i][2]
+    finally:
+        for fd in files:
+            os.close(fd)
+        for ours, theirs, _ in pairs:
+            ours.close()
+            theirs.close()
+        loop.close()
