@@ -7,17 +7,18 @@ and a byte count (``http.response.zerocopysend``), or a socket the bytes arrive 
 
 A file is sent from the event loop whenever the socket has room, as nginx does: read
 from the page cache into one 256 KiB buffer per worker (``pread``) and written to the
-socket, as much as it takes. Two copies beat ``sendfile``'s one here: measured on
-loopback (kernel 6.18), a worker spent 0.17-0.20 s of CPU per GiB against 0.33-0.41 s
-with sendfile, whose page-cache pages cost the receiving side of TCP more than the
-copy saves, and pulled 1.2-1.4x faster. What a full socket did not take waits in the
-buffer for that transfer's next turn; if another transfer needed the buffer meanwhile
-it is read again, from the page cache. So the process holds no more of a blob than
-that buffer, whatever its size and however slow the client. A read that waited for the
-disk (it read from the disk, and it took long) hands the rest of that file to threads,
-which ``sendfile`` it, so that a cold blob does not hold up the event loop for long, and
-a slow client holds no thread either way. A read that only took long (the machine is
-busy) stays on the event loop: threads would cost a hop per call for nothing.
+socket, as much as it takes. The copies cost less than ``sendfile`` saves: measured on
+loopback (kernel 6.18), a worker spent 0.17-0.20 s of CPU per GiB against 0.24-0.41 s
+with sendfile, and pulled 1.2-1.4x faster (the kernel's time, on loopback, includes the
+receiving side of TCP, which sendfile's page-cache pages seem to cost more). What a full
+socket did not take waits in the buffer for that transfer's next turn; if another
+transfer needed the buffer meanwhile it is read again, from the page cache. So the
+process holds no more of a blob than that buffer, whatever its size and however slow the
+client. A read that waited for the disk (it read from the disk, and it took long) hands
+the rest of that file to threads, which ``sendfile`` it, so that a cold blob does not
+hold up the event loop for long, and a slow client holds no thread either way. A read
+that only took long (the machine is busy) stays on the event loop: threads would cost a
+hop per call for nothing.
 
 A socket (the S3 store's answer to a GET, storage_backends/socket_get.py) goes with
 ``splice`` through a pipe: the kernel moves the bytes from one socket to the other, on
