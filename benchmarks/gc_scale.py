@@ -378,7 +378,7 @@ def backend_storage(
 def copy_into_bucket(data: Path, rgw: Any, destination: str) -> None:
     """Every file under ``data`` as an object at the same path under ``destination``
     (both drivers name objects by the same layout), by rclone: generating through
-    the store costs about 35 S3 requests a manifest, copying one per file."""
+    the store costs 39 storage requests a manifest, copying one per file."""
     # the AWS SDK in rclone refuses AWS_CA_BUNDLE with its own HTTP transport; the RGW of
     # the run speaks plain HTTP
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
