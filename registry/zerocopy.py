@@ -1,4 +1,4 @@
-"""Blob pulls by the kernel: ASGI's zero-copy send extension, both ends.
+"""Blob pulls the server sends itself: ASGI's zero-copy send extension, both ends.
 
 ``DirectSendResponse`` (the application's end) hands the server what the storage driver
 opened for it (storage_backends.DirectRead) instead of the bytes: a file with an offset
@@ -7,7 +7,7 @@ and a byte count (``http.response.zerocopysend``), or a socket the bytes arrive 
 
 A file is sent from the event loop whenever the socket has room, as nginx does: read
 from the page cache into one 256 KiB buffer per worker (``pread``) and written to the
-socket, as much as it takes. The copies cost less than ``sendfile`` saves: measured on
+socket, as much as it takes. Two copies cost less here than ``sendfile``: measured on
 loopback (kernel 6.18), a worker spent 0.17-0.20 s of CPU per GiB against 0.24-0.41 s
 with sendfile, and pulled 1.2-1.4x faster (the kernel's time, on loopback, includes the
 receiving side of TCP, which sendfile's page-cache pages seem to cost more). What a full
