@@ -47,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
@@ -59,6 +59,9 @@ from registry.reference import parse_digest
 from registry.store import RegistryStore, open_store
 from tests.images import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, descriptor, image, push_image, sha256
 from tests.server import free_port
+
+if TYPE_CHECKING:
+    from tests.rgw import RgwServer
 
 BASES, BASE_LAYERS, TEAM_LAYERS = 20, 3, 5
 TAGGED_REPOSITORY, TAG_COUNT = "bench/tags-5000", 5000
@@ -375,7 +378,7 @@ def backend_storage(
         yield {"driver": "s3", "s3": {k: v for k, v in s3.model_dump().items() if v is not None}}
 
 
-def copy_into_bucket(data: Path, rgw: Any, destination: str) -> None:
+def copy_into_bucket(data: Path, rgw: RgwServer, destination: str) -> None:
     """Every file under ``data`` as an object at the same path under ``destination``
     (both drivers name objects by the same layout), by rclone: generating through
     the store costs 39 storage requests a manifest, copying one per file."""
@@ -497,6 +500,8 @@ def main() -> None:
         "--seed", type=Path, help="with --backend s3: a filesystem folder --keep left, copied"
     )
     args = parser.parse_args()
+    if args.seed and args.backend != "s3":
+        parser.error("--seed copies a filesystem registry into an RGW: it needs --backend s3")
     root = Path(os.environ.get("BENCH_DIR") or tempfile.gettempdir())
     results = [
         measure(
