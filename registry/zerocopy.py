@@ -5,20 +5,25 @@ opened for it (storage_backends.DirectRead) instead of the bytes: a file with an
 and a byte count (``http.response.zerocopysend``), or a socket the bytes arrive on.
 ``ZeroCopyCycle`` (the server's end, on uvicorn's request/response cycle) sends them.
 
-A file is sent from the event loop whenever the socket has room, as nginx does: read
-from the page cache into one 256 KiB buffer per worker (``pread``) and written to the
-socket, as much as it takes. Two copies cost less here than ``sendfile``: measured on
-loopback (kernel 6.18), a worker spent 0.17-0.20 s of CPU per GiB against 0.24-0.41 s
-with sendfile, and pulled 1.2-1.4x faster (the kernel's time, on loopback, includes the
-receiving side of TCP, which sendfile's page-cache pages seem to cost more). What a full
-socket did not take waits in the buffer for that transfer's next turn; if another
-transfer needed the buffer meanwhile it is read again, from the page cache. So the
-process holds no more of a blob than that buffer, whatever its size and however slow the
-client. A read that waited for the disk (it read from the disk, and it took long) hands
-the rest of that file to threads, which ``sendfile`` it, so that a cold blob does not
-hold up the event loop for long, and a slow client holds no thread either way. A read
-that only took long (the machine is busy) stays on the event loop: threads would cost a
-hop per call for nothing.
+A file is sent from the event loop whenever the socket has room, as nginx does, as much
+as the socket takes. To a peer on another machine it goes with ``sendfile``, from the
+page cache, which spares the process a copy. To a peer on this machine (loopback: a
+reverse proxy, a sidecar, a client on the host) it is read into one 256 KiB buffer per
+worker (``pread``) and written to the socket: there the receiver's side of TCP runs on
+the same cores, and sendfile cost more there than the two copies do. Measured on
+loopback (kernel 6.18, 2 cores): one 1 GiB pull cost the worker 0.17-0.20 s of CPU per
+GiB through the buffer against 0.24-0.41 s with sendfile, and pulls ran 1.2-1.4x faster;
+but 200 clients reading at 1 MB/s, whose receivers wait between reads, cost 0.34 s per
+GiB through the buffer against 0.13 s with sendfile, so a remote peer, whose receiver is
+not on our cores, keeps sendfile (not measured: there is no second machine here). What a
+full socket did not take waits in the buffer for that transfer's next turn; if another
+transfer needed the buffer meanwhile it is read again, from the page cache. Either way
+the process holds no more of a blob than that buffer, whatever its size and however slow
+the client. A read that waited for the disk (it read from the disk, and it took long)
+hands the rest of that file to threads, which ``sendfile`` it, so that a cold blob does
+not hold up the event loop for long, and a slow client holds no thread either way. A
+read that only took long (the machine is busy) stays on the event loop: threads would
+cost a hop per call for nothing.
 
 A socket (the S3 store's answer to a GET, storage_backends/socket_get.py) goes with
 ``splice`` through a pipe: the kernel moves the bytes from one socket to the other, on
@@ -35,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import resource
@@ -54,10 +60,10 @@ from storage_backends import DirectRead
 
 log = logging.getLogger(__name__)
 
-# One sendfile call (a file read from the disk, in a thread) moves at most this much: what
-# the socket has room for is usually less; the cap only bounds how long one call can take.
+# One sendfile call moves at most this much: what the socket has room for is usually
+# less; the cap only bounds how long one call can take.
 SENDFILE_MAX = 16 * 1024 * 1024
-# The buffer a worker reads files into for the socket: one read, one write.
+# The buffer a worker reads files into for peers on this machine: one read, one write.
 COPY_SIZE = 256 * 1024
 # A read that read from the disk and took longer waited for it.
 FROM_DISK = 0.004
@@ -182,7 +188,8 @@ class ZeroCopyCycle(RequestResponseCycle):
     async def _send_file(self, fd: int, offset: int, count: int) -> None:
         loop = asyncio.get_running_loop()
         with self._client_socket() as out:
-            transfer = _Transfer(self, loop, out, fd, offset, count)
+            copy = _on_this_machine(self.transport.get_extra_info("peername"))
+            transfer = _Transfer(self, loop, out, fd, offset, count, copy=copy)
             self._waiter = transfer.done
             loop.add_writer(out, transfer.on_room)
             try:
@@ -250,9 +257,9 @@ class ZeroCopyCycle(RequestResponseCycle):
 
 class _Transfer:
     """A file sent from the event loop: whenever the socket has room, as much as it takes,
-    through the worker's buffer (no system call wasted on waiting). A read that took long
-    read from the disk; the rest then goes through threads, so that the event loop waits
-    for no disk more than once per transfer."""
+    through the worker's buffer (``copy``) or with sendfile; no system call wasted on
+    waiting. A read that took long read from the disk; the rest then goes through
+    threads, so that the event loop waits for no disk more than once per transfer."""
 
     def __init__(
         self,
@@ -262,9 +269,12 @@ class _Transfer:
         fd: int,
         offset: int,
         count: int,
+        *,
+        copy: bool,
     ) -> None:
         self.cycle = cycle
         self.out = out
+        self.copy = copy
         self.fd = fd
         self.offset = offset
         self.count = count
@@ -275,33 +285,47 @@ class _Transfer:
     def on_room(self) -> None:
         if self.done.done() or self.cycle.transport.get_write_buffer_size():
             return  # finished, or uvloop still holds the head: it goes first
-        pending = None
         try:
             while self.count and not self.cold:
-                pending = self.buffer.take(self)
-                if pending is None:
-                    pending = self._read()
-                sent = os.write(self.out, pending)
+                sent, asked = self._copy() if self.copy else self._sendfile()
                 self.offset += sent
                 self.count -= sent
-                if sent < len(pending):
-                    self.buffer.hold(self, pending[sent:])
+                if sent < asked:
                     return  # the socket is full: called again when it has room
         except BlockingIOError:
-            if pending is not None:
-                self.buffer.hold(self, pending)
             return
         except Exception as exc:
             self.done.set_exception(exc)
             return
         self.done.set_result(None)
 
-    def _read(self) -> memoryview:
+    def _copy(self) -> tuple[int, int]:
+        """Through the worker's buffer: bytes sent, bytes offered."""
+        pending = self.buffer.take(self)
+        if pending is None:
+            reads = _disk_reads()
+            started = time.perf_counter()
+            pending = self.buffer.read(self.fd, self.offset, min(self.count, COPY_SIZE))
+            self.cold = _waited_for_disk(started, reads)
+        try:
+            sent = os.write(self.out, pending)
+        except BlockingIOError:
+            self.buffer.hold(self, pending)
+            raise
+        if sent < len(pending):
+            self.buffer.hold(self, pending[sent:])
+        return sent, len(pending)
+
+    def _sendfile(self) -> tuple[int, int]:
+        """By the kernel, from the page cache: bytes sent, bytes offered."""
+        want = min(self.count, SENDFILE_MAX)
         reads = _disk_reads()
         started = time.perf_counter()
-        view = self.buffer.read(self.fd, self.offset, min(self.count, COPY_SIZE))
+        sent = os.sendfile(self.out, self.fd, self.offset, want)
+        if sent == 0:
+            raise RuntimeError("the file is shorter than the response says")
         self.cold = _waited_for_disk(started, reads)
-        return view
+        return sent, want
 
 
 class _CopyBuffer:
@@ -467,6 +491,17 @@ class _Splice:
             self.done.set_exception(SourceEnded(f"the store sent nothing for {waited:.0f} s"))
             return
         self.idle = self.loop.call_later(SOURCE_IDLE, self._idle)
+
+
+def _on_this_machine(peer: Any) -> bool:
+    """Whether a connection's peer address is a loopback address (IPv4, IPv6, or IPv4
+    mapped into IPv6)."""
+    try:
+        ip = ipaddress.ip_address(peer[0])
+    except (TypeError, IndexError, ValueError):
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def _waited_for_disk(started: float, reads: int) -> bool:

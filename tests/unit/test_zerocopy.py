@@ -1,6 +1,7 @@
 """Files sent from the event loop: when a read hands the rest of a file to threads (only
 after a read that waited for the disk, not after one that was merely slow: a busy
-machine), and transfers that share the worker's buffer."""
+machine), transfers through the worker's buffer and with sendfile, and which peers get
+the buffer."""
 
 from __future__ import annotations
 
@@ -72,17 +73,19 @@ class _Cycle:
 
 @settings(max_examples=60, deadline=None)
 @given(
+    copy=st.booleans(),
     turns=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 300_000)), min_size=1, max_size=60),
     sizes=st.lists(st.integers(1, 700_000), min_size=3, max_size=3),
 )
-def test_transfers_sharing_the_buffer_each_deliver_their_file_byte_for_byte(
+def test_every_transfer_delivers_its_file_exactly_however_its_client_reads(
     tmp_path_factory: pytest.TempPathFactory,
+    copy: bool,
     turns: list[tuple[int, int]],
     sizes: list[int],
 ) -> None:
-    """Three transfers take turns on one buffer, their clients reading at random: what a
-    full socket left in the buffer is sent first, or read again once another transfer
-    used the buffer; every client gets its file exactly."""
+    """Three transfers take turns, their clients reading at random, through the worker's
+    buffer (what a full socket left in it is sent first, or read again once another
+    transfer used the buffer) or with sendfile: every client gets its file exactly."""
     folder = tmp_path_factory.mktemp("files")
     loop = asyncio.new_event_loop()
     files, pairs, transfers, received = [], [], [], []
@@ -102,6 +105,7 @@ def test_transfers_sharing_the_buffer_each_deliver_their_file_byte_for_byte(
                 files[-1],
                 0,
                 size,
+                copy=copy,
             )
             transfers.append(transfer)
             received.append(bytearray())
@@ -127,3 +131,21 @@ def test_transfers_sharing_the_buffer_each_deliver_their_file_byte_for_byte(
             ours.close()
             theirs.close()
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("peer", "copied"),
+    [
+        (("127.0.0.1", 5000), True),
+        (("127.8.9.10", 5000), True),
+        (("::1", 5000, 0, 0), True),
+        (("::ffff:127.0.0.1", 5000, 0, 0), True),
+        (("10.1.2.3", 5000), False),
+        (("2001:db8::1", 5000, 0, 0), False),
+        (("::ffff:10.1.2.3", 5000, 0, 0), False),
+        ("", False),  # a Unix socket
+        (None, False),
+    ],
+)
+def test_files_are_copied_for_peers_on_this_machine_only(peer: object, copied: bool) -> None:
+    assert zerocopy._on_this_machine(peer) is copied
