@@ -343,25 +343,31 @@ class S3Writer:
             raise StorageError(f"writer for {self._path} is closed")
 
     async def write(self, data: bytes) -> None:
+        await self.write_pieces((data,))
+
+    async def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """Each piece copied into the part being gathered as it is: what a push gathered
+        is not joined first (storage_backends.GatheringWriter)."""
         self._check_open()
-        if not data:
+        if not any(pieces):
             return
         await self._load_tail()
         self._dirty = True
-        view = memoryview(data)
-        while view:
-            threshold = self._threshold()
-            if len(self._buf) < threshold:  # room for a whole part, the held bytes first
-                room = bytearray(threshold)
-                room[: self._fill] = memoryview(self._buf)[: self._fill]
-                self._buf = room
-            n = min(threshold - self._fill, len(view))
-            self._buf[self._fill : self._fill + n] = view[:n]
-            self._fill += n
-            self._size += n
-            view = view[n:]
-            if self._fill >= threshold:
-                await self._send_part()
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                threshold = self._threshold()
+                if len(self._buf) < threshold:  # room for a whole part, held bytes first
+                    room = bytearray(threshold)
+                    room[: self._fill] = memoryview(self._buf)[: self._fill]
+                    self._buf = room
+                n = min(threshold - self._fill, len(view))
+                self._buf[self._fill : self._fill + n] = view[:n]
+                self._fill += n
+                self._size += n
+                view = view[n:]
+                if self._fill >= threshold:
+                    await self._send_part()
 
     def _take(self) -> bytearray:
         """The bytes held, as a buffer of their own; the writer then holds none."""

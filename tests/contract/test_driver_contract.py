@@ -28,6 +28,7 @@ from storage_backends import filesystem
 from storage_backends.base import (
     Driver,
     FileWriter,
+    GatheringWriter,
     InvalidPathError,
     PathNotFoundError,
     StorageError,
@@ -168,6 +169,20 @@ async def test_writer_writes_then_commits(driver: Driver) -> None:
     assert w.size == 11
     assert await driver.get("up/data") == b"hello world"
     assert (await driver.stat("up/data")).size == 11
+
+
+async def test_a_gathering_writer_takes_pieces_as_one_write(driver: Driver) -> None:
+    """Pieces as a push gathers them (uneven, some empty, across the S3 part size)."""
+    w = await driver.writer("up/pieces")
+    if not isinstance(w, GatheringWriter):
+        pytest.skip(f"{driver.name}'s writer takes one piece at a time")
+    data = os.urandom(2 * MIN_PART + 12345)
+    cuts = [0, 1, 1, 65_536, MIN_PART - 7, MIN_PART + 3, 2 * MIN_PART, len(data)]
+    await w.write_pieces([data[a:b] for a, b in itertools.pairwise(cuts)])
+    await w.write_pieces([])
+    assert w.size == len(data)
+    await w.commit()
+    assert await read_all(driver, "up/pieces") == data
 
 
 async def test_writer_commit_of_nothing_makes_an_empty_file(driver: Driver) -> None:
