@@ -47,7 +47,7 @@ import resource
 import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from starlette.responses import Response
@@ -71,6 +71,7 @@ FROM_DISK = 0.004
 PIPE_SIZE = 256 * 1024
 # A store's socket that sends nothing for this long while the client waits has failed.
 SOURCE_IDLE = 60.0
+_SHORT_FILE = "the file is shorter than the response says"
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -234,7 +235,7 @@ class ZeroCopyCycle(RequestResponseCycle):
                 await self._room(loop, out)
                 continue
             if sent == 0:
-                raise RuntimeError("the file is shorter than the response says")
+                raise RuntimeError(_SHORT_FILE)
             offset += sent
             count -= sent
             if self.disconnected:
@@ -303,10 +304,8 @@ class _Transfer:
         """Through the worker's buffer: bytes sent, bytes offered."""
         pending = self.buffer.take(self)
         if pending is None:
-            reads = _disk_reads()
-            started = time.perf_counter()
-            pending = self.buffer.read(self.fd, self.offset, min(self.count, COPY_SIZE))
-            self.cold = _waited_for_disk(started, reads)
+            room = self.buffer.room(min(self.count, COPY_SIZE))
+            pending = room[: self._from_file(lambda: os.preadv(self.fd, [room], self.offset))]
         try:
             sent = os.write(self.out, pending)
         except BlockingIOError:
@@ -319,13 +318,18 @@ class _Transfer:
     def _sendfile(self) -> tuple[int, int]:
         """By the kernel, from the page cache: bytes sent, bytes offered."""
         want = min(self.count, SENDFILE_MAX)
+        return self._from_file(lambda: os.sendfile(self.out, self.fd, self.offset, want)), want
+
+    def _from_file(self, call: Callable[[], int]) -> int:
+        """``call`` (bytes moved from the file at the offset); a call that waited for the
+        disk makes the transfer cold."""
         reads = _disk_reads()
         started = time.perf_counter()
-        sent = os.sendfile(self.out, self.fd, self.offset, want)
-        if sent == 0:
-            raise RuntimeError("the file is shorter than the response says")
+        moved = call()
+        if moved == 0:
+            raise RuntimeError(_SHORT_FILE)
         self.cold = _waited_for_disk(started, reads)
-        return sent, want
+        return moved
 
 
 class _CopyBuffer:
@@ -346,12 +350,10 @@ class _CopyBuffer:
             buffer = cls._local.buffer = cls()
         return buffer
 
-    def read(self, fd: int, offset: int, count: int) -> memoryview:
+    def room(self, count: int) -> memoryview:
+        """The first ``count`` bytes of the buffer, to read into: what it held goes."""
         self.holder = None
-        got = os.preadv(fd, [self.view[:count]], offset)
-        if got == 0:
-            raise RuntimeError("the file is shorter than the response says")
-        return self.view[:got]
+        return self.view[:count]
 
     def take(self, transfer: _Transfer) -> memoryview | None:
         """What ``transfer`` left in the buffer, if no other transfer read since."""
