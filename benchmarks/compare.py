@@ -26,7 +26,10 @@ Scenarios (``--scenarios`` picks some):
 
 Memory is VmHWM, the peak resident set of each of the server's processes, reset before
 every scenario (``/proc/<pid>/clear_refs``); "all processes" sums it over the process
-tree (the supervisor and its workers), "largest" is the largest process.
+tree (the supervisor and its workers), "largest" is the largest process. The summary
+"peak RSS, all processes" is the largest of the scenarios' sums: each bounds from above
+what the processes held together during its scenario. (Peaks of different processes
+in different scenarios never coexisted, so they are not added up.)
 
 Storage: the scenarios speak HTTP only. Where the servers keep their data is a
 ``Storage`` (``FilesystemStorage``: a folder each under ``BENCH_DIR``, default the
@@ -203,6 +206,9 @@ class FilesystemStorage:
         # Free its pages for the next server: on a VM, memory that was never touched is
         # much slower to fill than memory just given back.
         shutil.rmtree(self.root / f"data-{server}", ignore_errors=True)
+
+    def settle(self) -> None:
+        subprocess.run(["sync"], check=True)  # start with the disk idle
 
 
 # --------------------------------------------------------------------------- servers
@@ -682,7 +688,8 @@ def run_server(
     source: str | None = None,
 ) -> dict[str, float]:
     bench.results = {}
-    peaks: dict[int, float] = {}
+    peaks: dict[int, float] = {}  # each process's, over the scenarios
+    totals: list[float] = []  # each scenario's, all processes
     phases = [(workers, SCENARIOS), (1, ONE_WORKER)]
     for phase_workers, scenarios in phases:
         todo = [name for name in scenarios if name in chosen]
@@ -695,19 +702,20 @@ def run_server(
             for name in todo:
                 if name in NEEDS_BIG_BLOB:
                     _ensure_big_blob(server, bench)
-                subprocess.run(["sync"], check=True)  # start with the disk idle
+                storage.settle()
                 reset_peaks(server.proc.pid)
                 scenarios[name](server, bench)
                 rss = peak_rss_mib(server.proc.pid)
                 if name in MEMORY_ROWS:
                     bench.results[MEMORY_ROWS[name]] = sum(rss.values())
                 if phase_workers == workers:
+                    totals.append(sum(rss.values()))
                     for pid, mib in rss.items():
                         peaks[pid] = max(peaks.get(pid, 0.0), mib)
         finally:
             server.stop()
     if peaks:
-        bench.results["peak RSS, all processes (MiB)"] = sum(peaks.values())
+        bench.results["peak RSS, all processes (MiB)"] = max(totals)
         bench.results["peak RSS, largest process (MiB)"] = max(peaks.values())
     storage.clear(kind)
     return bench.results

@@ -42,6 +42,10 @@ class Storage(Protocol):
 
     def clear(self, server: str) -> None: ...
 
+    def settle(self) -> None:
+        """Finish what the storage does in the background for earlier scenarios (writes
+        to disk, deletions), before the next one is measured."""
+
 
 class S3Storage:
     name = "s3"
@@ -98,6 +102,12 @@ class S3Storage:
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+    def settle(self) -> None:
+        """The data of deleted objects (the uploads a push replaced, a cleared run) is
+        removed now rather than by RGW's collector in its next period, in the middle of
+        whichever server's scenario runs then."""
+        self.rgw.collect_garbage()
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:

@@ -157,6 +157,21 @@ class RgwServer:
     region: str = REGION
     bucket: str = BUCKET
     kms_key_id: str = KMS_KEY_ID
+    conf: Path | None = None  # the cluster's ceph.conf, for radosgw-admin
+
+    def collect_garbage(self) -> None:
+        """Remove now the data of deleted objects, which RGW's collector would remove in
+        its next period (``rgw gc processor period``)."""
+        if self.conf is None:
+            raise RuntimeError("no cluster configuration to reach RGW's collector with")
+        argv = ["radosgw-admin", "-c", str(self.conf), "-n", "client.admin"]
+        subprocess.run(
+            [*argv, "gc", "process", "--include-all"],
+            env={**os.environ, "CEPH_CONF": str(self.conf)},
+            capture_output=True,
+            check=True,
+            timeout=COMMAND_TIMEOUT,
+        )
 
     def client(self) -> Any:
         return boto3.client(
@@ -241,7 +256,7 @@ class RgwCluster:
             "--uid", "registry", "--display-name", "registry",
             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
         )  # fmt: skip
-        server = RgwServer(self.endpoint_url)
+        server = RgwServer(self.endpoint_url, conf=self.conf)
         self._wait("the S3 API", MON_TIMEOUT, lambda: _try_make_bucket(server))
         return server
 
