@@ -81,6 +81,16 @@ class GatheringWriter(Protocol):
 
 
 @runtime_checkable
+class ExpectingWriter(Protocol):
+    """A writer told how many bytes the request in progress brings (its Content-Length)
+    before they come: S3 sends its parts on as the bytes arrive instead of gathering
+    each in memory. Optional, and a hint: a request that brings fewer leaves the writer
+    holding only what the store kept."""
+
+    def expect(self, length: int) -> None: ...
+
+
+@runtime_checkable
 class Driver(Protocol):
     name: str
 

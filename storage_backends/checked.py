@@ -22,6 +22,7 @@ from storage_backends.base import (
     DirectRead,
     DirectReads,
     Driver,
+    ExpectingWriter,
     FileInfo,
     FileWriter,
     Folders,
@@ -108,6 +109,10 @@ class TimedWriter:
         if isinstance(inner, GatheringWriter):
             return self._timer.time("write", inner.write_pieces(pieces))
         return self.write(b"".join(pieces))
+
+    def expect(self, length: int) -> None:
+        if isinstance(self._inner, ExpectingWriter):
+            self._inner.expect(length)
 
     def commit(self) -> Coroutine[Any, Any, None]:
         return self._timer.time("commit", self._inner.commit())

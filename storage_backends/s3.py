@@ -37,7 +37,7 @@ import botocore.utils
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage_backends import malloc, socket_get
+from storage_backends import malloc, socket_get, socket_put
 from storage_backends.base import DirectRead, FileInfo, PathNotFoundError, StorageError
 from storage_backends.s3_data import S3DataLoader
 
@@ -247,6 +247,18 @@ class _Part:
     size: int
 
 
+@dataclass(eq=False)
+class _StreamedPart:
+    """A part being sent as its bytes arrive: the bytes the writer held when it began
+    (sent first), and how many of the request's bytes followed them."""
+
+    put: socket_put.Put
+    number: int
+    size: int
+    held: bytearray
+    streamed: int = 0
+
+
 @dataclass
 class _UploadState:
     """What ``<key>@upload`` holds: the multipart upload, then a newline and the tail.
@@ -287,7 +299,8 @@ class _UploadState:
 
 
 class S3Writer:
-    """An appendable multipart upload; memory holds at most about one part."""
+    """An appendable multipart upload; memory holds at most about one part, and none
+    while the request in progress said how many bytes it brings (``expect``)."""
 
     def __init__(
         self,
@@ -320,6 +333,10 @@ class S3Writer:
         # nothing to save.
         self._dirty = state.upload_id is not None and not saved
         self._closed = False
+        # Bytes the request in progress still brings (``expect``), and the part they
+        # are being sent in.
+        self._coming = 0
+        self._streaming: _StreamedPart | None = None
 
     @property
     def size(self) -> int:
@@ -345,9 +362,17 @@ class S3Writer:
     async def write(self, data: bytes) -> None:
         await self.write_pieces((data,))
 
+    def expect(self, length: int) -> None:
+        """``length`` more bytes come in the request in progress (its Content-Length):
+        parts of them go to the store as they arrive, none gathered in memory
+        (storage_backends.ExpectingWriter). On a plain-HTTP endpoint without a proxy,
+        as direct reads; elsewhere each part is gathered first, as without the hint."""
+        self._coming = length if self._driver._direct else 0
+
     async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         """Each piece copied into the part being gathered as it is: what a push gathered
-        is not joined first (storage_backends.GatheringWriter)."""
+        is not joined first (storage_backends.GatheringWriter). Or sent on into the
+        part being streamed (``expect``)."""
         self._check_open()
         if not any(pieces):
             return
@@ -356,18 +381,104 @@ class S3Writer:
         for piece in pieces:
             view = memoryview(piece)
             while view:
-                threshold = self._threshold()
-                if len(self._buf) < threshold:  # room for a whole part, held bytes first
-                    room = bytearray(threshold)
-                    room[: self._fill] = memoryview(self._buf)[: self._fill]
-                    self._buf = room
-                n = min(threshold - self._fill, len(view))
-                self._buf[self._fill : self._fill + n] = view[:n]
-                self._fill += n
-                self._size += n
+                if self._streaming is None and (size := self._streamed_size()):
+                    await self._begin_streamed_part(size)
+                part = self._streaming
+                if part is not None:
+                    n = min(part.put.remaining, len(view))
+                    await self._stream(part, view[:n])
+                else:
+                    n = self._gather(view)
+                    if self._fill >= self._threshold():
+                        await self._send_part()
+                self._coming = max(0, self._coming - n)
                 view = view[n:]
-                if self._fill >= threshold:
-                    await self._send_part()
+
+    def _gather(self, view: memoryview) -> int:
+        """Copy what fits of ``view`` into the part being gathered; how much did."""
+        # Room for a whole part, or for what the request said it brings if that is
+        # less; made at once, held bytes first.
+        threshold = self._threshold()
+        room = threshold if not self._coming else min(threshold, self._fill + self._coming)
+        if len(self._buf) < room:
+            grown = bytearray(room)
+            grown[: self._fill] = memoryview(self._buf)[: self._fill]
+            self._buf = grown
+        n = min(room - self._fill, len(view))
+        self._buf[self._fill : self._fill + n] = view[:n]
+        self._fill += n
+        self._size += n
+        return n
+
+    def _streamed_size(self) -> int:
+        """The size of a part to stream now, 0 if none: the bytes held and those still
+        coming, a part's worth at most, but all of them when the rest would be smaller
+        than a part may be (S3: 5 MiB, except the last). Fewer than that: gathered."""
+        total = self._fill + self._coming
+        threshold = self._threshold()
+        if self._coming == 0 or total < MIN_PART:
+            return 0
+        return total if total < min(threshold + MIN_PART, MAX_PART) else threshold
+
+    async def _begin_streamed_part(self, size: int) -> None:
+        d = self._driver
+        upload_id = await self._start_upload()
+        number = len(self._parts) + 1
+        url = await d._call(
+            partial(
+                d._s3.generate_presigned_url,
+                "upload_part",
+                Params={
+                    "Bucket": d._bucket,
+                    "Key": self._key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                },
+                ExpiresIn=DIRECT_URL_EXPIRY,
+            )
+        )
+        put = socket_put.Put(url, size, DIRECT_HEAD_TIMEOUT)
+        part = _StreamedPart(put, number, size, self._take())
+        self._streaming = part
+        if part.held:
+            await self._stream(part, memoryview(part.held), held=True)
+
+    async def _stream(self, part: _StreamedPart, data: memoryview, held: bool = False) -> None:
+        """Send ``data`` on in ``part`` (``held``: bytes the writer held, already
+        counted); the part is added once its last byte is sent and the store took it."""
+        try:
+            await part.put.send(data)
+            if not held:
+                part.streamed += len(data)
+                self._size += len(data)
+            if part.put.remaining:
+                return
+            status, headers, body = await part.put.finish()
+        except socket_put.PutFailed as e:
+            self._drop_streamed_part()
+            raise StorageError(f"{self._path}: part {part.number} was not taken: {e}") from e
+        except BaseException:
+            self._drop_streamed_part()
+            raise
+        etag = headers.get("etag")
+        if status != 200 or not etag:
+            self._drop_streamed_part()
+            why = f"{status} {body.decode('utf-8', 'replace')[:300]}"
+            raise StorageError(f"{self._path}: part {part.number} was not taken: {why}")
+        self._streaming = None
+        self._parts.append(_Part(part.number, etag, part.size))
+
+    def _drop_streamed_part(self) -> None:
+        """Close the part being streamed, unfinished: the store keeps nothing of it, so
+        neither does the writer (its size goes back), but the bytes it held before the
+        part began are held again."""
+        part, self._streaming = self._streaming, None
+        if part is None:
+            return
+        part.put.abort()
+        self._size -= part.streamed
+        self._buf, self._fill = part.held, len(part.held)
+        self._coming = 0
 
     def _take(self) -> bytearray:
         """The bytes held, as a buffer of their own; the writer then holds none."""
@@ -376,18 +487,23 @@ class S3Writer:
         del held[fill:]  # nothing to cut when the part is full
         return held
 
-    async def _send_part(self) -> None:
+    async def _start_upload(self) -> str:
+        """The multipart upload's id, the upload begun if it was not; before a part."""
         if len(self._parts) >= MAX_PARTS:
             raise StorageError(f"{self._path}: more than {MAX_PARTS} parts")
-        d = self._driver
         if self._upload_id is None:
+            d = self._driver
             resp = await d._call(
                 lambda: d._s3.create_multipart_upload(
                     Bucket=d._bucket, Key=self._key, **d._object_args
                 )
             )
             self._upload_id = resp["UploadId"]
-        upload_id = self._upload_id
+        return self._upload_id
+
+    async def _send_part(self) -> None:
+        d = self._driver
+        upload_id = await self._start_upload()
         number = len(self._parts) + 1
         # The buffer itself is the body: a part is never copied.
         body = self._take()
@@ -413,6 +529,7 @@ class S3Writer:
         if self._closed:
             return
         self._closed = True
+        self._drop_streamed_part()  # what the request did not bring is not kept
         if not self._dirty:
             return
         d = self._driver
@@ -439,6 +556,9 @@ class S3Writer:
     async def commit(self) -> None:
         """Complete the upload (or PUT the object if it never reached a part)."""
         self._check_open()
+        if self._streaming is not None:
+            self._drop_streamed_part()
+            raise StorageError(f"{self._path}: committed before its last part's bytes came")
         await self._load_tail()
         self._closed = True
         d = self._driver
@@ -471,6 +591,7 @@ class S3Writer:
     async def _abandon(self) -> None:
         """Drop what this writer started, leaving stored files alone."""
         self._closed = True
+        self._drop_streamed_part()
         self._take()
         if self._upload_id is not None and not self._has_sidecars:
             await self._driver._abort(self._key, self._upload_id)
@@ -478,6 +599,7 @@ class S3Writer:
     async def cancel(self) -> None:
         """Abort the upload and delete the key and its sidecars."""
         self._closed = True
+        self._drop_streamed_part()
         self._take()
         d = self._driver
         if self._upload_id is not None:

@@ -50,7 +50,7 @@ async def get(url: str, headers: Mapping[str, str]) -> Response:
     lines += [f"{name}: {value}" for name, value in headers.items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     try:
-        sock = await _connect(parts.hostname, parts.port or 80)
+        sock = await connect(parts.hostname, parts.port or 80)
         try:
             return await _exchange(sock, request)
         except BaseException:
@@ -62,7 +62,7 @@ async def get(url: str, headers: Mapping[str, str]) -> Response:
         raise GetFailed(f"GET {parts.netloc}: {e}") from e
 
 
-async def _connect(host: str, port: int) -> socket.socket:
+async def connect(host: str, port: int) -> socket.socket:
     loop = asyncio.get_running_loop()
     found: list[tuple[socket.AddressFamily, tuple[str, int]]]
     try:

@@ -53,6 +53,12 @@ def _chunk_start(request: Request) -> int | None:
     return parse_content_range(content_range).start if content_range else None
 
 
+def _declared_length(request: Request) -> int | None:
+    """How many bytes the body brings, if the request says (Content-Length)."""
+    length = request.headers.get("content-length", "").strip()
+    return int(length) if length.isdigit() else None
+
+
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     if length is not None:
@@ -76,7 +82,9 @@ async def _append(
     settled = False
     try:
         body = await _quota_limited(request, store, name, state)
-        size = await store.uploads.append(name, state, body, _chunk_start(request))
+        size = await store.uploads.append(
+            name, state, body, _chunk_start(request), length=_declared_length(request)
+        )
         settled = last
         return size
     except UploadOffsetError as exc:
@@ -101,10 +109,8 @@ async def _quota_limited(
     guard = quota_guard(request)
     if guard is None:
         return request.stream()
-    length = request.headers.get("content-length", "").strip()
-    declared = int(length) if length.isdigit() else None
     stored = await store.uploads.size(name, state)
-    return guard.limit(name, state.upload_id, request.stream(), stored, declared)
+    return guard.limit(name, state.upload_id, request.stream(), stored, _declared_length(request))
 
 
 async def _quota_settle(
@@ -197,7 +203,7 @@ async def start_upload(request: Request, name: str) -> Response:
         if quota_guard(request) is None:
             # One request, no session: a small blob is verified in memory (store/uploads.py).
             try:
-                await store.uploads.push(name, digest, request.stream())
+                await store.uploads.push(name, digest, request.stream(), _declared_length(request))
             except BlobBusyError:
                 raise _busy(digest) from None
             return _blob_created(name, digest)

@@ -57,7 +57,14 @@ from registry.store import layout
 from registry.store.blobs import BlobInfo, BlobStore
 from registry.store.changes import BlobPushed, Changes
 from registry.store.claims import BlobBusyError, Claims
-from storage_backends import Driver, FileWriter, Folders, GatheringWriter, PathNotFoundError
+from storage_backends import (
+    Driver,
+    ExpectingWriter,
+    FileWriter,
+    Folders,
+    GatheringWriter,
+    PathNotFoundError,
+)
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 BLOCK = 2 * 1024 * 1024  # most bytes gathered for one write+hash step
@@ -319,14 +326,16 @@ class UploadStore:
         start: int | None = None,
         *,
         verified: Digest | None = None,
+        length: int | None = None,
     ) -> int:
         """Append a chunk; ``start`` (from Content-Range) must be the current size, or
         UploadOffsetError. ``verified``: ``stream`` is a whole blob that verifies itself
         against this digest (it raises before its last piece otherwise), appended to an
-        empty session -- its bytes are not hashed again."""
+        empty session -- its bytes are not hashed again. ``length``: how many bytes
+        ``stream`` brings, if the request said (Content-Length)."""
         if state.inline is not None:
-            return await self._append_inline(name, state, stream, start, verified)
-        return await self._append_file(name, state, stream, start, verified=verified)
+            return await self._append_inline(name, state, stream, start, verified, length)
+        return await self._append_file(name, state, stream, start, verified=verified, length=length)
 
     async def _append_file(
         self,
@@ -336,6 +345,7 @@ class UploadStore:
         start: int | None = None,
         fresh: bool = False,
         verified: Digest | None = None,
+        length: int | None = None,
     ) -> int:
         """Append to the session's data file; ``fresh``: begin it."""
         writer = await self._driver.writer(
@@ -355,6 +365,8 @@ class UploadStore:
             if verified is not None and verified.algorithm == "sha256" and size == 0:
                 known = verified.hex
             running = None if hasher is None or known else _RunningHash(hasher)
+            if length is not None and isinstance(writer, ExpectingWriter):
+                writer.expect(length)
             ended = False
             try:
                 await _ingest(stream, writer, running)
@@ -389,6 +401,7 @@ class UploadStore:
         stream: AsyncIterator[bytes],
         start: int | None,
         verified: Digest | None = None,
+        length: int | None = None,
     ) -> int:
         held = state.inline or b""
         if start is not None and start != len(held):
@@ -412,8 +425,9 @@ class UploadStore:
         state.inline, state.offset, state.sha256 = None, 0, None
         await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
         whole = verified if not held else None  # the stream is all the session holds
+        coming = None if length is None else len(held) + length
         return await self._append_file(
-            name, state, _prefixed(parts, chunks), fresh=True, verified=whole
+            name, state, _prefixed(parts, chunks), fresh=True, verified=whole, length=coming
         )
 
     async def _save_inline(self, name: str, state: UploadState, data: bytes) -> None:
@@ -421,10 +435,17 @@ class UploadStore:
         state.sha256 = hashlib.sha256(data).hexdigest()
         await self._driver.put(layout.upload_state(name, state.upload_id), state.dump())
 
-    async def push(self, name: str, digest: Digest, stream: AsyncIterator[bytes]) -> BlobInfo:
-        """A whole blob in one request (POST ?digest=). One that fits in INLINE_MAX is
-        verified in memory and stored at its address, with no session; a larger one
-        goes through a session that does not outlive the request."""
+    async def push(
+        self,
+        name: str,
+        digest: Digest,
+        stream: AsyncIterator[bytes],
+        length: int | None = None,
+    ) -> BlobInfo:
+        """A whole blob in one request (POST ?digest=), of ``length`` bytes if the request
+        said. One that fits in INLINE_MAX is verified in memory and stored at its
+        address, with no session; a larger one goes through a session that does not
+        outlive the request."""
         chunks = aiter(stream)
         parts: list[bytes] = []
         if await _gather(chunks, INLINE_MAX, parts):
@@ -433,7 +454,9 @@ class UploadStore:
             return await self._place(name, digest, len(data), _stored(self._driver, digest, data))
         state = await self.create(name, inline=False)
         try:
-            await self._append_file(name, state, _prefixed(parts, chunks), fresh=True)
+            await self._append_file(
+                name, state, _prefixed(parts, chunks), fresh=True, length=length
+            )
             return await self.commit(name, state, digest)
         except BaseException:
             await self.cancel(name, state.upload_id)
