@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree
 
@@ -63,6 +63,9 @@ DIRECT_HEAD_TIMEOUT = 60.0  # s: botocore's read timeout
 MIN_PART = 5 * MiB  # S3's smallest part, except for the last one
 MAX_PART = 5 * GiB  # S3's largest part, and the largest single CopyObject
 MAX_PARTS = 10_000
+# What a store that does not take a presigned UploadPart answers (a signature it does
+# not check that way, a method it does not allow there).
+_NO_PRESIGNED_PUTS = frozenset({400, 403, 405, 501})
 # Part sizes double every this many parts, so that 10,000 parts hold terabytes.
 PARTS_PER_DOUBLING = 1000
 COPY_PART = 512 * MiB
@@ -367,7 +370,7 @@ class S3Writer:
         parts of them go to the store as they arrive, none gathered in memory
         (storage_backends.ExpectingWriter). On a plain-HTTP endpoint without a proxy,
         as direct reads; elsewhere each part is gathered first, as without the hint."""
-        self._coming = length if self._driver._direct else 0
+        self._coming = length if self._driver._stream_parts else 0
 
     async def write_pieces(self, pieces: Sequence[bytes]) -> None:
         """Each piece copied into the part being gathered as it is: what a push gathered
@@ -455,18 +458,26 @@ class S3Writer:
                 return
             status, headers, body = await part.put.finish()
         except socket_put.PutFailed as e:
-            self._drop_streamed_part()
-            raise StorageError(f"{self._path}: part {part.number} was not taken: {e}") from e
+            self._refused(part, e.status, str(e), e)
         except BaseException:
             self._drop_streamed_part()
             raise
         etag = headers.get("etag")
         if status != 200 or not etag:
-            self._drop_streamed_part()
-            why = f"{status} {body.decode('utf-8', 'replace')[:300]}"
-            raise StorageError(f"{self._path}: part {part.number} was not taken: {why}")
+            self._refused(part, status, f"{status} {body.decode('utf-8', 'replace')[:300]}")
         self._streaming = None
         self._parts.append(_Part(part.number, etag, part.size))
+
+    def _refused(
+        self, part: _StreamedPart, status: int | None, why: str, cause: Exception | None = None
+    ) -> NoReturn:
+        self._drop_streamed_part()
+        if status in _NO_PRESIGNED_PUTS:
+            # A store that takes no presigned parts: this process gathers them from now
+            # on. This request fails (its bytes are gone); its client sends them again.
+            self._driver._stream_parts = False
+            log.warning("s3: parts are gathered from now on: a streamed part got %s", why)
+        raise StorageError(f"{self._path}: part {part.number} was not taken: {why}") from cause
 
     def _drop_streamed_part(self) -> None:
         """Close the part being streamed, unfinished: the store keeps nothing of it, so
@@ -690,6 +701,8 @@ class S3Driver:
         )
         self._s3.meta.events.register("before-parse.s3.ListObjectsV2", parse_listing)
         self._direct = direct_reads_possible(config.endpoint_url)
+        # Whether parts are streamed (S3Writer.expect): until the store refuses one.
+        self._stream_parts = self._direct
 
     # -- plumbing
 

@@ -15,10 +15,16 @@ from urllib.parse import urlsplit
 from storage_backends.socket_get import HEAD_LIMIT, GetFailed, connect, parse_head
 
 BODY_LIMIT = 64 * 1024  # of an answer's body read: an error message, or nothing
+EARLY_ANSWER_WAIT = 1.0  # s: for an answer sent before the body ended, once sending failed
 
 
 class PutFailed(Exception):
-    """The PUT could not be sent, or its answer was not HTTP."""
+    """The PUT could not be sent, or its answer was not HTTP. ``status``: the store's
+    answer, when it answered before the body ended (a refusal) and then closed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Put:
@@ -52,8 +58,23 @@ class Put:
                     await loop.sock_sendall(self._sock, self._head)
                 await loop.sock_sendall(self._sock, data)
         except (OSError, TimeoutError) as e:
+            answer = await self._early_answer()
+            if answer is not None:
+                status, body = answer
+                raise PutFailed(f"{status} before the body ended: {body!r}", status) from e
             raise PutFailed(f"PUT {self._parts.netloc}: {e or 'no progress'}") from e
         self.remaining -= len(data)
+
+    async def _early_answer(self) -> tuple[int, bytes] | None:
+        """What the store answered before it closed, if it did (a refusal)."""
+        if self._sock is None:
+            return None
+        try:
+            async with asyncio.timeout(EARLY_ANSWER_WAIT):
+                status, _, body = await self._answer()
+        except (PutFailed, TimeoutError):
+            return None
+        return status, body[:300]
 
     async def finish(self) -> tuple[int, dict[str, str], bytes]:
         """The answer to the whole body: status, headers (lower-case names), and its
@@ -63,29 +84,37 @@ class Put:
         if self._sock is None:
             await self.send(b"")
         assert self._sock is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._answer()
+        except TimeoutError:
+            why = f"no answer in {self._timeout:.0f} s"
+            raise PutFailed(f"PUT {self._parts.netloc}: {why}") from None
+        finally:
+            self.abort()
+
+    async def _answer(self) -> tuple[int, dict[str, str], bytes]:
+        assert self._sock is not None
         loop = asyncio.get_running_loop()
         received = b""
         try:
-            async with asyncio.timeout(self._timeout):
-                while (end := received.find(b"\r\n\r\n")) < 0:
-                    if len(received) > HEAD_LIMIT:
-                        raise PutFailed(f"an answer head over {HEAD_LIMIT} bytes")
-                    more = await loop.sock_recv(self._sock, 65536)
-                    if not more:
-                        raise PutFailed("the connection closed before the answer's head ended")
-                    received += more
-                status, headers = parse_head(received[:end])
-                body = received[end + 4 :]
-                length = headers.get("content-length", "0")
-                wanted = min(int(length) if length.isdigit() else 0, BODY_LIMIT)
-                while len(body) < wanted and (more := await loop.sock_recv(self._sock, 65536)):
-                    body += more
+            while (end := received.find(b"\r\n\r\n")) < 0:
+                if len(received) > HEAD_LIMIT:
+                    raise PutFailed(f"an answer head over {HEAD_LIMIT} bytes")
+                more = await loop.sock_recv(self._sock, 65536)
+                if not more:
+                    raise PutFailed("the connection closed before the answer's head ended")
+                received += more
+            status, headers = parse_head(received[:end])
+            body = received[end + 4 :]
+            length = headers.get("content-length", "0")
+            wanted = min(int(length) if length.isdigit() else 0, BODY_LIMIT)
+            while len(body) < wanted and (more := await loop.sock_recv(self._sock, 65536)):
+                body += more
         except GetFailed as e:  # before OSError, which it is
             raise PutFailed(f"PUT {self._parts.netloc}: {e}") from None
-        except (OSError, TimeoutError) as e:
-            raise PutFailed(f"PUT {self._parts.netloc}: {e or 'no answer'}") from e
-        finally:
-            self.abort()
+        except OSError as e:
+            raise PutFailed(f"PUT {self._parts.netloc}: {e}") from e
         return status, headers, body[:BODY_LIMIT]
 
     def abort(self) -> None:

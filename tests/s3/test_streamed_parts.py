@@ -129,6 +129,32 @@ async def test_a_part_the_store_refuses_is_not_counted(driver: S3Driver, rgw: Rg
     await writer.cancel()
 
 
+async def test_a_store_that_refuses_presigned_parts_gets_gathered_ones(
+    driver: S3Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that does not take a presigned part (here: a signature it rejects) fails
+    that request; the process gathers its parts from then on, and pushes work."""
+    presign = driver._s3.generate_presigned_url
+
+    def wrongly_signed(*args: object, **kwargs: object) -> str:
+        return presign(*args, **kwargs).replace("X-Amz-Signature=", "X-Amz-Signature=0")
+
+    monkeypatch.setattr(driver._s3, "generate_presigned_url", wrongly_signed)
+    data = os.urandom(6 * MiB)
+    writer = await driver.writer("refusing/data")
+    writer.expect(len(data))
+    with pytest.raises(StorageError, match="was not taken: 403"):
+        await write(writer, data, MiB)
+    assert writer.size == 0
+    await writer.cancel()
+
+    writer = await driver.writer("refusing/data")
+    writer.expect(len(data))
+    await write(writer, data, MiB)
+    await writer.commit()
+    assert await read_all(driver, "refusing/data") == data
+
+
 def test_pushes_that_say_their_length_stream_their_parts(
     rgw: RgwServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
