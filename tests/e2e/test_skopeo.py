@@ -41,8 +41,11 @@ def skopeo_server(
     [
         lambda: image(layers=3, layer_size=300_000),
         lambda: index([image(layers=2, layer_size=50_000), image(layers=2, layer_size=50_000)]),
+        # Larger than S3's smallest part: pushed in parts (streamed on S3 when the
+        # requests say their length, storage_backends/socket_put.py).
+        lambda: image(layers=1, layer_size=12 << 20),
     ],
-    ids=["oci-image", "multi-platform-index"],
+    ids=["oci-image", "multi-platform-index", "large-layer"],
 )
 def test_copy_in_and_out_is_byte_identical(
     skopeo_server: RegistryServer, tmp_path: Path, make: Callable[[], Image]
