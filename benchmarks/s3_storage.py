@@ -106,8 +106,10 @@ class S3Storage:
     def settle(self) -> None:
         """The data of deleted objects (the uploads a push replaced, a cleared run) is
         removed now rather than by RGW's collector in its next period, in the middle of
-        whichever server's scenario runs then."""
+        whichever server's scenario runs then; and the cluster is let go quiet (its OSD
+        compacts after many deletes)."""
         self.rgw.collect_garbage()
+        self.rgw.wait_quiet()
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:

@@ -159,6 +159,20 @@ class RgwServer:
     kms_key_id: str = KMS_KEY_ID
     conf: Path | None = None  # the cluster's ceph.conf, for radosgw-admin
 
+    def wait_quiet(self, below: float = 0.1, longest: float = 30.0) -> None:
+        """Wait until the cluster's daemons use less than ``below`` of a core (over a
+        second), ``longest`` seconds at most: after many deletes its OSD compacts for
+        a while, in the middle of whatever runs next."""
+        if self.conf is None:
+            raise RuntimeError("no cluster configuration to find its daemons by")
+        deadline = time.monotonic() + longest
+        while time.monotonic() < deadline:
+            pids = _pids_with(str(self.conf))
+            before = _cpu_seconds(pids)
+            time.sleep(1.0)
+            if _cpu_seconds(pids) - before < below:
+                return
+
     def collect_garbage(self) -> None:
         """Remove now the data of deleted objects, which RGW's collector would remove in
         its next period (``rgw gc processor period``)."""
@@ -207,6 +221,27 @@ class RgwServer:
         }
         values.update(overrides)
         return S3Config(**values)
+
+
+def _pids_with(text: str) -> list[int]:
+    """The processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of ``pids`` so far (those that still run)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
