@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,26 +17,11 @@ from storage_backends.s3 import MIN_PART, S3Driver, S3Writer
 from tests.asgi_registry import InProcessRegistry
 from tests.images import push_blob, sha256
 from tests.rgw import RgwServer
+from tests.s3.conftest import read_all
 
 pytestmark = [pytest.mark.s3, pytest.mark.anyio]
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def driver(rgw: RgwServer) -> AsyncIterator[S3Driver]:
-    d = S3Driver(rgw.s3_config(prefix=f"streamed-{uuid.uuid4().hex[:12]}", part_size=MIN_PART))
-    yield d
-    await d.close()
-
-
-async def read_all(driver: S3Driver, path: str) -> bytes:
-    return b"".join([chunk async for chunk in driver.read(path)])
 
 
 async def write(writer: S3Writer, data: bytes, piece: int) -> int:

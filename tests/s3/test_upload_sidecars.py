@@ -7,31 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from storage_backends.s3 import MIN_PART, S3Driver
 from tests.rgw import RgwServer
+from tests.s3.conftest import read_all
 
 pytestmark = [pytest.mark.s3, pytest.mark.anyio]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def driver(rgw: RgwServer) -> AsyncIterator[S3Driver]:
-    d = S3Driver(rgw.s3_config(prefix=f"sidecars-{uuid.uuid4().hex[:12]}", part_size=MIN_PART))
-    yield d
-    await d.close()
-
-
-async def read_all(driver: S3Driver, path: str) -> bytes:
-    return b"".join([chunk async for chunk in driver.read(path)])
 
 
 async def test_a_version_1_writer_is_continued(driver: S3Driver, rgw: RgwServer) -> None:
