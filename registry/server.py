@@ -64,6 +64,10 @@ DISCARD_BYTES = 16 * 1024 * 1024
 # it resumes below half of it. Blob pushes gather about as much before a write and hash
 # step (store/uploads.py), so this lets the next step's bytes arrive meanwhile.
 BODY_HIGH_WATER = 1024 * 1024
+# A graceful stop (SIGTERM, a HUP roll-over) finds a connection accepted but its request
+# not read yet: the client sends it right after connecting, and closing now would reset
+# it as it arrives. It is served (then the connection closes) if it begins this soon.
+FIRST_REQUEST_GRACE = 1.0
 
 
 class _Stop(Exception):
@@ -252,6 +256,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         self._discard_timer: asyncio.TimerHandle | None = None
         self._discard_left = DISCARD_BYTES  # bytes still read before reading pauses
         self._close_after_body = False
+        self._last_request = False  # a stop is under way: the request read now is the last
+        self._grace_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------- connection
 
@@ -361,6 +367,8 @@ class RegistryHttpProtocol(HttpToolsProtocol):
                 self.scope["http_version"] == "1.0" and self.parser.should_keep_alive()
             )
             RegistryCycle.adopt(self.cycle, http10_keep_alive, self.close_connection)
+        if self._last_request and self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -404,6 +412,9 @@ class RegistryHttpProtocol(HttpToolsProtocol):
 
     def _cancel_timers(self) -> None:
         self._cancel_head_timer()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -489,7 +500,19 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         if self._discard_timer is not None:
             self._close_after_body = True  # closed when the body ends, or at the deadline
             return
+        on_its_way = self._in_head or (self._heads == 0 and self.cycle is None)
+        if on_its_way and not self.transport.is_closing():
+            self._last_request = True
+            heads = self._heads
+            self._grace_timer = self.loop.call_later(FIRST_REQUEST_GRACE, self._grace_over, heads)
+            return
         super().shutdown()
+
+    def _grace_over(self, heads: int) -> None:
+        """Closes the connection if no request began in the stop's grace."""
+        self._grace_timer = None
+        if self._heads == heads and not self._in_head and not self.transport.is_closing():
+            self.transport.close()
 
     def _discard(self) -> None:
         """Read and drop the rest of the current request's body: DISCARD_BYTES of it at
@@ -581,9 +604,7 @@ class _Server(uvicorn.server.Server):
             self._on_started()
 
 
-def _server(
-    plan: ServePlan, on_started: Callable[[], None] | None = None
-) -> uvicorn.server.Server:
+def _server(plan: ServePlan, on_started: Callable[[], None] | None = None) -> uvicorn.server.Server:
     protocol = functools.partial(RegistryHttpProtocol, limits=plan.limits)
     options = {**plan.options, "workers": 1}
     config = UvicornConfig(

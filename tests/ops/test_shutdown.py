@@ -133,3 +133,33 @@ def test_sigterm_lets_an_inflight_upload_finish(
     log = server.log()
     assert "Application shutdown complete" in log
     assert "Cancel" not in log  # nothing was cut off
+
+
+@pytest.mark.parametrize("wait", [0.3, 3.0], ids=["request-soon", "no-request"])
+def test_a_connection_accepted_before_sigterm_gets_its_request_answered(
+    request: pytest.FixtureRequest, tmp_path: Path, wait: float
+) -> None:
+    """A client connects, the stop begins before its request arrives (a HUP roll-over
+    under load does this): the request is answered, with Connection: close, not reset.
+    One that sends nothing within the stop's grace is closed."""
+    server = start_server(request, tmp_path, config={"http": {"graceful_timeout": "20s"}})
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    time.sleep(0.3)  # accepted by the worker, nothing sent yet
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(wait)
+    response = b""
+    try:
+        sock.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+        while chunk := sock.recv(4096):
+            response += chunk
+    except OSError as e:
+        response = repr(e).encode()
+    sock.close()
+    if wait < 1.0:
+        assert response.startswith(b"HTTP/1.1 200"), response
+        assert b"connection: close" in response.lower()
+    else:
+        assert not response.startswith(b"HTTP/1.1")
+    assert wait_exit(server, 15) < 10
+    server.proc = None
