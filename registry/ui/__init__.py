@@ -25,6 +25,16 @@ def install_ui(app: FastAPI, config: Config, store: RegistryStore) -> None:
     app.router.routes.append(_UiOnFirstRequest(app, config, store))
 
 
+def load_ui(app: FastAPI) -> None:
+    """Put the UI's routes in place now, as its first page does (for what lists the
+    app's routes); nothing if they are."""
+    routes = app.router.routes
+    for at, route in enumerate(routes):
+        if isinstance(route, _UiOnFirstRequest):
+            route.load(at)
+            return
+
+
 def _is_ui_path(path: str) -> bool:
     return path in ("/", "/ui") or path.startswith("/ui/")
 
@@ -49,12 +59,11 @@ class _UiOnFirstRequest(BaseRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with self._lock:  # a request that waited finds the UI's routes in place
-            routes = self._app.router.routes
-            if self in routes:
-                self._load(routes.index(self))
+            load_ui(self._app)
         await self._app.router(scope, receive, send)
 
-    def _load(self, at: int) -> None:
+    def load(self, at: int) -> None:
+        """The UI's state and routes, the routes put at ``at`` (this route's place)."""
         from registry.ui.contents import Contents
         from registry.ui.render import Renderer
         from registry.ui.routes import UiState, router

@@ -29,6 +29,7 @@ from registry.auth.access import (
     scope_covers,
 )
 from registry.config import load_config
+from registry.ui import load_ui
 
 alnum = st.text(alphabet="abcxyz0129", min_size=1, max_size=6)
 component = st.tuples(alnum, st.sampled_from(["", ".", "_", "__", "-", "--"]), alnum).map(
@@ -273,7 +274,9 @@ def _app(tmp_path: Path, **env: str) -> FastAPI:
         "REGISTRY_AUTH_TOKEN_KEY_FILE": str(tmp_path / "key.pem"),
         **env,
     }
-    return create_app(load_config(None, environ=environ))
+    app = create_app(load_config(None, environ=environ))
+    load_ui(app)  # its routes are in the table too
+    return app
 
 
 def _route_methods(routes: Iterable[Any]) -> set[tuple[str, str]]:

@@ -13,6 +13,7 @@ from starlette.routing import Match
 
 from registry.app import create_app
 from registry.config import load_config
+from registry.ui import load_ui
 
 DIGEST = "sha256:" + "a" * 64
 CASES = [
@@ -69,6 +70,8 @@ def test_the_routes_are_plain_ones_of_the_app(tmp_path: Path) -> None:
     twice per request. Only the web UI's router (its forms are FastAPI's) is included,
     after every route of the API, so no API request reaches it."""
     config = load_config(None, environ={"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path)})
-    kinds = [type(r).__name__ for r in create_app(config).router.routes]
+    app = create_app(config)
+    load_ui(app)  # as after its first page
+    kinds = [type(r).__name__ for r in app.router.routes]
     plain = kinds.index("_IncludedRouter") if "_IncludedRouter" in kinds else len(kinds)
     assert set(kinds[:plain]) == {"Route"} and len(kinds) - plain <= 1
