@@ -259,7 +259,11 @@ class _StreamedPart:
     number: int
     size: int
     held: bytearray
-    streamed: int = 0
+
+    @property
+    def streamed(self) -> int:
+        """The request's bytes sent in it so far (none while the held ones go first)."""
+        return max(0, self.size - len(self.held) - self.put.remaining)
 
 
 @dataclass
@@ -427,18 +431,8 @@ class S3Writer:
         d = self._driver
         upload_id = await self._start_upload()
         number = len(self._parts) + 1
-        url = await d._call(
-            partial(
-                d._s3.generate_presigned_url,
-                "upload_part",
-                Params={
-                    "Bucket": d._bucket,
-                    "Key": self._key,
-                    "UploadId": upload_id,
-                    "PartNumber": number,
-                },
-                ExpiresIn=DIRECT_URL_EXPIRY,
-            )
+        url = await d._presigned(
+            "upload_part", self._key, DIRECT_URL_EXPIRY, UploadId=upload_id, PartNumber=number
         )
         put = socket_put.Put(url, size, DIRECT_HEAD_TIMEOUT)
         part = _StreamedPart(put, number, size, self._take())
@@ -452,7 +446,6 @@ class S3Writer:
         try:
             await part.put.send(data)
             if not held:
-                part.streamed += len(data)
                 self._size += len(data)
             if part.put.remaining:
                 return
@@ -871,15 +864,7 @@ class S3Driver:
         tries, with botocore's retries)."""
         if not self._direct or length < DIRECT_MIN:
             return None
-        key = self._key(path)
-        url = await self._call(
-            partial(
-                self._s3.generate_presigned_url,
-                "get_object",
-                Params={"Bucket": self._bucket, "Key": key},
-                ExpiresIn=DIRECT_URL_EXPIRY,
-            )
-        )
+        url = await self._presigned("get_object", self._key(path), DIRECT_URL_EXPIRY)
         last = offset + length - 1
         try:
             async with asyncio.timeout(DIRECT_HEAD_TIMEOUT):
@@ -1172,11 +1157,16 @@ class S3Driver:
     # -- the rest
 
     async def url_for(self, path: str, expires_in: int = 1200) -> str | None:
-        key = self._key(path)
+        return await self._presigned("get_object", self._key(path), expires_in)
+
+    async def _presigned(self, operation: str, key: str, expires_in: int, **params: Any) -> str:
+        """A URL that does ``operation`` on ``key`` (with ``params``) for ``expires_in``
+        seconds, signed here: no request is made."""
         return await self._call(
-            lambda: self._s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self._bucket, "Key": key},
+            partial(
+                self._s3.generate_presigned_url,
+                operation,
+                Params={"Bucket": self._bucket, "Key": key, **params},
                 ExpiresIn=expires_in,
             )
         )

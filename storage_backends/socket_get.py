@@ -89,8 +89,23 @@ async def connect(host: str, port: int) -> socket.socket:
 
 
 async def _exchange(sock: socket.socket, request: bytes) -> Response:
+    await asyncio.get_running_loop().sock_sendall(sock, request)
+    status, headers, body_start = await read_head(sock)
+    if "transfer-encoding" in headers or "content-length" not in headers:
+        raise GetFailed("a response without a Content-Length")
+    try:
+        length = int(headers["content-length"])
+    except ValueError:
+        raise GetFailed(f"Content-Length {headers['content-length']!r}") from None
+    if length < 0 or len(body_start) > length:
+        raise GetFailed("a response with more bytes than its Content-Length")
+    return Response(status, headers, sock, body_start, length)
+
+
+async def read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read a response's head from ``sock``: its status, its headers (names in lower
+    case) and the body bytes that came with it."""
     loop = asyncio.get_running_loop()
-    await loop.sock_sendall(sock, request)
     received = b""
     while (end := received.find(b"\r\n\r\n")) < 0:
         if len(received) > HEAD_LIMIT:
@@ -100,16 +115,7 @@ async def _exchange(sock: socket.socket, request: bytes) -> Response:
             raise GetFailed("the connection closed before the response head ended")
         received += more
     status, headers = parse_head(received[:end])
-    if "transfer-encoding" in headers or "content-length" not in headers:
-        raise GetFailed("a response without a Content-Length")
-    try:
-        length = int(headers["content-length"])
-    except ValueError:
-        raise GetFailed(f"Content-Length {headers['content-length']!r}") from None
-    body_start = received[end + 4 :]
-    if length < 0 or len(body_start) > length:
-        raise GetFailed("a response with more bytes than its Content-Length")
-    return Response(status, headers, sock, body_start, length)
+    return status, headers, received[end + 4 :]
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:

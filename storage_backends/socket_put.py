@@ -12,7 +12,7 @@ import asyncio
 import socket
 from urllib.parse import urlsplit
 
-from storage_backends.socket_get import HEAD_LIMIT, GetFailed, connect, parse_head
+from storage_backends.socket_get import GetFailed, connect, read_head
 
 BODY_LIMIT = 64 * 1024  # of an answer's body read: an error message, or nothing
 EARLY_ANSWER_WAIT = 1.0  # s: for an answer sent before the body ended, once sending failed
@@ -96,17 +96,8 @@ class Put:
     async def _answer(self) -> tuple[int, dict[str, str], bytes]:
         assert self._sock is not None
         loop = asyncio.get_running_loop()
-        received = b""
         try:
-            while (end := received.find(b"\r\n\r\n")) < 0:
-                if len(received) > HEAD_LIMIT:
-                    raise PutFailed(f"an answer head over {HEAD_LIMIT} bytes")
-                more = await loop.sock_recv(self._sock, 65536)
-                if not more:
-                    raise PutFailed("the connection closed before the answer's head ended")
-                received += more
-            status, headers = parse_head(received[:end])
-            body = received[end + 4 :]
+            status, headers, body = await read_head(self._sock)
             length = headers.get("content-length", "0")
             wanted = min(int(length) if length.isdigit() else 0, BODY_LIMIT)
             while len(body) < wanted and (more := await loop.sock_recv(self._sock, 65536)):
