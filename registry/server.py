@@ -272,6 +272,23 @@ class RegistryHttpProtocol(HttpToolsProtocol):
         if isinstance(self.cycle, RegistryCycle):
             self.cycle.connection_lost()
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # uvicorn: None, closing
+        """The client closed its side. A request it sent whole is still answered on the
+        side still open (``printf ... | nc -N`` and other scripts half-close after their
+        request), then the connection closes; uvicorn closed at once and the answer was
+        lost. A request with body still to come can never complete: that ends the
+        connection, as a disconnect. (TLS has no half-close: its transport closes.)"""
+        cycle = self.cycle
+        if (
+            self.scheme == "http"
+            and isinstance(cycle, RegistryCycle)
+            and self._request_active()
+            and not cycle.more_body
+        ):
+            cycle.keep_alive = False
+            return True  # keep the transport open for writing
+        return False
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             self._count_discarded(len(data))  # lingering after a refusal: read and drop
