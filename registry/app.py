@@ -103,7 +103,7 @@ def create_app(
         if cache is not None:
             await cache.stop()
         # Requests cut off by the graceful timeout save what they hold (registry/shutdown.py).
-        await inflight.drain(grace=10.0)
+        await inflight.drain()
         await store.close()
         metrics.process_exit()
 

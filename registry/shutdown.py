@@ -18,6 +18,9 @@ from registry.request_log import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("registry.shutdown")
 
+# How long requests cut off by the graceful timeout get to save what they hold.
+CLEANUP_GRACE = 10.0
+
 
 class InflightRequests:
     """The tasks serving HTTP requests now, filled by ``TrackRequests``."""
@@ -25,7 +28,7 @@ class InflightRequests:
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[object]] = set()
 
-    async def drain(self, grace: float) -> None:
+    async def drain(self, grace: float = CLEANUP_GRACE) -> None:
         current = asyncio.current_task()
         pending = {t for t in self.tasks if not t.done() and t is not current}
         if not pending:

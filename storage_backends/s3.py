@@ -1172,6 +1172,9 @@ class S3Driver:
         )
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._pool.shutdown, True)
+        # Calls still running (only those of requests cut off by a stop: the rest have
+        # finished) are not waited for: a store that does not answer would hold the
+        # stop for its timeouts. The process bounds its own wait for them
+        # (registry/shutdown.py).
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._s3.close()
