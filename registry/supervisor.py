@@ -41,6 +41,11 @@ STARTUP_FAILURE = 3  # uvicorn.config.STARTUP_FAILURE, not imported: uvicorn is 
 RESTART_INTERVAL = 1.0
 # How long a new worker may take to serve before HUP gives up replacing the old one.
 READY_TIMEOUT = 30.0
+# A stopping worker ends within its graceful timeout and its own bounded cleanup
+# (registry/shutdown.py: CLEANUP_GRACE, 10 s, for requests cut off to save what they
+# hold). One still there this much later (its event loop blocked, or the process
+# stopped) is stuck: it is killed, so that a stop or a HUP never waits for it forever.
+STOP_MARGIN = 20.0
 # SIGCHLD only wakes the loop: a worker that died is replaced at once.
 _SIGNALS = (
     signal.SIGTERM,
@@ -191,15 +196,29 @@ class Supervisor:
     def stop_all(self) -> None:
         for worker in self.workers:
             _signal(worker, signal.SIGTERM)
+        deadline = time.monotonic() + self._stop_limit()
         for worker in self.workers:
-            self._reap(worker)
+            self._reap(worker, deadline)
 
     def _stop(self, worker: subprocess.Popen[bytes]) -> None:
         _signal(worker, signal.SIGTERM)
-        self._reap(worker)
+        self._reap(worker, time.monotonic() + self._stop_limit())
 
-    def _reap(self, worker: subprocess.Popen[bytes]) -> None:
-        worker.wait()
+    def _stop_limit(self) -> float:
+        return float(self.plan.options["timeout_graceful_shutdown"]) + STOP_MARGIN
+
+    def _reap(self, worker: subprocess.Popen[bytes], deadline: float | None = None) -> None:
+        """Wait for ``worker`` to end (a stopping one until ``deadline``, then kill it)."""
+        try:
+            worker.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error(
+                "Child process [%d] did not stop within %.0fs: killing it",
+                worker.pid,
+                self._stop_limit(),
+            )
+            worker.kill()
+            worker.wait()
         self.heard.pop(worker.pid, None)
         ready = self.ready.pop(worker.pid, None)
         if ready is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.supervisor import STOP_MARGIN
 from tests.conftest import start_server
 from tests.server import RegistryServer
 
@@ -92,6 +93,25 @@ def test_a_stuck_worker_is_killed_and_replaced(
     log = server.log()
     assert f"Child process [{victim}] has not answered for 2s" in log
     assert "died (status -9), starting another" in log
+
+
+def test_a_worker_stuck_in_a_stop_is_killed_and_the_stop_ends(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """SIGSTOP again: the stuck worker never ends its stop. The supervisor kills it once
+    the graceful timeout and STOP_MARGIN are over, and exits."""
+    config = {"http": {"graceful_timeout": "1s", "worker_timeout": "120s"}}
+    server = start_server(request, tmp_path, workers=2, config=config)
+    assert server.proc is not None
+    victim = min(workers_of(server.proc.pid))
+    os.kill(victim, signal.SIGSTOP)
+    started = time.monotonic()
+    code = server.stop(timeout=60)
+    took = time.monotonic() - started
+    assert code == 0
+    assert 1 + STOP_MARGIN - 1 <= took <= 1 + STOP_MARGIN + 5, took
+    assert not alive(victim)
+    assert f"Child process [{victim}] did not stop within 21s: killing it" in server.log()
 
 
 def test_the_workers_die_with_the_supervisor_even_after_kill_9(server: RegistryServer) -> None:
