@@ -1174,7 +1174,7 @@ class S3Driver:
     async def close(self) -> None:
         # Calls still running (only those of requests cut off by a stop: the rest have
         # finished) are not waited for: a store that does not answer would hold the
-        # stop for its timeouts. The process bounds its own wait for them
-        # (registry/shutdown.py).
+        # stop for its timeouts. The process ends without them (uvicorn re-raises the
+        # SIGTERM it stopped on, which no thread holds up).
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._s3.close()
