@@ -61,13 +61,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import s3_storage
+from benchmarks.s3_storage import Storage
 from tests.images import image, push_blob, push_image
 from tests.server import free_port
 
@@ -162,24 +163,6 @@ def reset_peaks(pid: int) -> None:
 # --------------------------------------------------------------------------- storage
 
 
-class Storage(Protocol):
-    """Where a server keeps its data; the scenarios never look."""
-
-    name: str
-
-    def distribution(self, server: str) -> dict[str, Any]:
-        """The ``storage`` section of distribution's configuration."""
-        ...
-
-    def registry(self, server: str) -> dict[str, str]:
-        """Environment (REGISTRY_*) that points our server at its storage."""
-        ...
-
-    def clear(self, server: str) -> None:
-        """Remove what ``server`` stored (between rounds)."""
-        ...
-
-
 class FilesystemStorage:
     name = "filesystem"
 
@@ -210,6 +193,9 @@ class FilesystemStorage:
 
     def settle(self) -> None:
         subprocess.run(["sync"], check=True)  # start with the disk idle
+
+    def keep_logs(self, into: Path) -> None:
+        pass  # the servers' logs are all there is
 
 
 # --------------------------------------------------------------------------- servers
@@ -728,6 +714,16 @@ def run_server(
     return bench.results
 
 
+def keep_logs(tmp: Path, storage: Storage) -> None:
+    """A failed run's logs (the servers', the storage's), kept for a look: the run's
+    folders are removed as it ends."""
+    kept = Path(tempfile.mkdtemp(prefix="bench-failed-", dir=os.environ.get("BENCH_DIR")))
+    for log in tmp.glob("*.log"):
+        shutil.copy(log, kept)
+    storage.keep_logs(kept)
+    print(f"the run failed: its logs are in {kept}", file=sys.stderr, flush=True)
+
+
 def _ensure_big_blob(server: Server, bench: Bench) -> None:
     """The big blob, for scenarios chosen without push-put (not measured then)."""
     r = httpx.head(f"{server.url}/v2/{REPO}/blobs/{bench.big_digest}")
@@ -858,16 +854,20 @@ def main() -> None:
             size, args.duration, tmp, big, blob_digest(size), blob_digest(size, BLOCK2), small
         )
         storage = stack.enter_context(s3_storage.chosen(args, FilesystemStorage(tmp)))
-        for round_ in range(args.rounds):
-            # Alternate who goes first: the second server inherits a warmer machine.
-            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                print(f"round {round_ + 1}: {kind}", file=sys.stderr, flush=True)
-                source = args.baseline if kind == "baseline" else None
-                server_kind = "registry" if kind == "baseline" else kind
-                runs[kind].append(
-                    run_server(server_kind, storage, bench, args.workers, chosen, source)
-                )
-                print(json.dumps(runs[kind][-1]), file=sys.stderr, flush=True)
+        try:
+            for round_ in range(args.rounds):
+                # Alternate who goes first: the second server inherits a warmer machine.
+                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                    print(f"round {round_ + 1}: {kind}", file=sys.stderr, flush=True)
+                    source = args.baseline if kind == "baseline" else None
+                    server_kind = "registry" if kind == "baseline" else kind
+                    runs[kind].append(
+                        run_server(server_kind, storage, bench, args.workers, chosen, source)
+                    )
+                    print(json.dumps(runs[kind][-1]), file=sys.stderr, flush=True)
+        except BaseException:
+            keep_logs(tmp, storage)
+            raise
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
     report(runs, args.rounds, args.workers, args.all_memory)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,9 @@ class Storage(Protocol):
     def settle(self) -> None:
         """Finish what the storage does in the background for earlier scenarios (writes
         to disk, deletions), before the next one is measured."""
+
+    def keep_logs(self, into: Path) -> None:
+        """Copy the storage's own logs into ``into`` (a failed run's)."""
 
 
 class S3Storage:
@@ -110,6 +114,10 @@ class S3Storage:
         compacts after many deletes)."""
         self.rgw.collect_garbage()
         self.rgw.wait_quiet()
+
+    def keep_logs(self, into: Path) -> None:
+        if self.rgw.conf is not None:
+            shutil.copytree(self.rgw.conf.parent / "log", into / "rgw", dirs_exist_ok=True)
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
