@@ -6,11 +6,13 @@ One command, from a checkout with its virtualenv::
     .venv/bin/python benchmarks/compare.py
 
 prints, for every scenario, the median of the rounds (3 by default) for each server and
-the ratio ours/theirs. In a round both servers run one after the other, the order
-alternating between rounds (the second inherits a warmer machine); our server runs with
-``--workers 2``. Clients are C programs (curl, wrk, ab) except for the chunked push, so
-that the figures are the servers', not a Python client's. On a busy machine compare the
-ratios, which come from one round each, rather than absolute figures.
+the ratio ours/theirs. In a round both servers are up, and each scenario runs on one
+and then on the other, the order alternating between rounds (the second inherits a
+warmer machine): a scenario's two figures come from the same minute, not from minutes
+apart; our server runs with ``--workers 2``. Clients are C programs (curl, wrk, ab)
+except for the chunked push, so that the figures are the servers', not a Python
+client's. On a busy machine compare the ratios, which come from one round each, rather
+than absolute figures.
 
 Scenarios (``--scenarios`` picks some):
 
@@ -187,7 +189,7 @@ class FilesystemStorage:
         }
 
     def clear(self, server: str) -> None:
-        # Free its pages for the next server: on a VM, memory that was never touched is
+        # Free its pages for the next round: on a VM, memory that was never touched is
         # much slower to fill than memory just given back.
         shutil.rmtree(self.root / f"data-{server}", ignore_errors=True)
 
@@ -215,6 +217,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 class Server:
+    """``kind``: distribution, registry, or baseline (ours, run from ``source``); also
+    the name of its data in ``storage`` and of its log."""
+
     def __init__(
         self, kind: str, storage: Storage, workdir: Path, workers: int, source: str | None = None
     ) -> None:
@@ -672,46 +677,68 @@ MEMORY_ROWS = {
 }
 
 
-def run_server(
-    kind: str,
+@dataclass
+class Tally:
+    """One server's figures in a round, and the memory peaks its summary comes from."""
+
+    results: dict[str, float] = field(default_factory=dict)
+    peaks: dict[int, float] = field(default_factory=dict)  # each process's, over the scenarios
+    totals: list[float] = field(default_factory=list)  # each scenario's, all processes
+
+
+def run_round(
+    kinds: list[str],
     storage: Storage,
     bench: Bench,
     workers: int,
     chosen: list[str],
-    source: str | None = None,
-) -> dict[str, float]:
-    bench.results = {}
-    peaks: dict[int, float] = {}  # each process's, over the scenarios
-    totals: list[float] = []  # each scenario's, all processes
+    baseline: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """One round. In each phase every server is up (each idle while another is
+    measured), and each scenario runs on one server after the other in the order of
+    ``kinds``: the figures of a scenario come from the same minute of the machine and
+    of the store, not minutes apart (a store's state drifts over a run: RGW's does)."""
+    tallies = {kind: Tally() for kind in kinds}
     phases = [(workers, SCENARIOS), (1, ONE_WORKER)]
     for phase_workers, scenarios in phases:
         todo = [name for name in scenarios if name in chosen]
         if not todo:
             continue
-        server = Server(kind, storage, bench.tmp, phase_workers, source)
+        main_phase = phase_workers == workers
+        servers: dict[str, Server] = {}
         try:
-            if phase_workers == workers:
-                bench.results["RSS at start, all processes (MiB)"] = sum(server.idle.values())
+            for kind in kinds:
+                source = baseline if kind == "baseline" else None
+                servers[kind] = Server(kind, storage, bench.tmp, phase_workers, source)
+                if main_phase:
+                    idle = sum(servers[kind].idle.values())
+                    tallies[kind].results["RSS at start, all processes (MiB)"] = idle
             for name in todo:
-                if name in NEEDS_BIG_BLOB:
-                    _ensure_big_blob(server, bench)
-                storage.settle()
-                reset_peaks(server.proc.pid)
-                scenarios[name](server, bench)
-                rss = peak_rss_mib(server.proc.pid)
-                if name in MEMORY_ROWS:
-                    bench.results[MEMORY_ROWS[name]] = sum(rss.values())
-                if phase_workers == workers:
-                    totals.append(sum(rss.values()))
-                    for pid, mib in rss.items():
-                        peaks[pid] = max(peaks.get(pid, 0.0), mib)
+                for kind in kinds:
+                    tally = tallies[kind]
+                    bench.results = tally.results
+                    server = servers[kind]
+                    if name in NEEDS_BIG_BLOB:
+                        _ensure_big_blob(server, bench)
+                    storage.settle()
+                    reset_peaks(server.proc.pid)
+                    scenarios[name](server, bench)
+                    rss = peak_rss_mib(server.proc.pid)
+                    if name in MEMORY_ROWS:
+                        tally.results[MEMORY_ROWS[name]] = sum(rss.values())
+                    if main_phase:
+                        tally.totals.append(sum(rss.values()))
+                        for pid, mib in rss.items():
+                            tally.peaks[pid] = max(tally.peaks.get(pid, 0.0), mib)
         finally:
-            server.stop()
-    if peaks:
-        bench.results["peak RSS, all processes (MiB)"] = max(totals)
-        bench.results["peak RSS, largest process (MiB)"] = max(peaks.values())
-    storage.clear(kind)
-    return bench.results
+            for server in servers.values():
+                server.stop()
+    for kind, tally in tallies.items():
+        if tally.peaks:
+            tally.results["peak RSS, all processes (MiB)"] = max(tally.totals)
+            tally.results["peak RSS, largest process (MiB)"] = max(tally.peaks.values())
+        storage.clear(kind)
+    return {kind: tally.results for kind, tally in tallies.items()}
 
 
 def keep_logs(tmp: Path, storage: Storage) -> None:
@@ -856,15 +883,13 @@ def main() -> None:
         storage = stack.enter_context(s3_storage.chosen(args, FilesystemStorage(tmp)))
         try:
             for round_ in range(args.rounds):
-                # Alternate who goes first: the second server inherits a warmer machine.
-                for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                    print(f"round {round_ + 1}: {kind}", file=sys.stderr, flush=True)
-                    source = args.baseline if kind == "baseline" else None
-                    server_kind = "registry" if kind == "baseline" else kind
-                    runs[kind].append(
-                        run_server(server_kind, storage, bench, args.workers, chosen, source)
-                    )
-                    print(json.dumps(runs[kind][-1]), file=sys.stderr, flush=True)
+                # Alternate who goes first: the second inherits a warmer machine.
+                order = kinds if round_ % 2 == 0 else kinds[::-1]
+                print(f"round {round_ + 1}: {', '.join(order)}", file=sys.stderr, flush=True)
+                figures = run_round(order, storage, bench, args.workers, chosen, args.baseline)
+                for kind in order:
+                    runs[kind].append(figures[kind])
+                    print(json.dumps({kind: figures[kind]}), file=sys.stderr, flush=True)
         except BaseException:
             keep_logs(tmp, storage)
             raise
