@@ -193,6 +193,9 @@ class FilesystemStorage:
         # much slower to fill than memory just given back.
         shutil.rmtree(self.root / f"data-{server}", ignore_errors=True)
 
+    def holds(self, data: int) -> int:
+        return data
+
     def settle(self) -> None:
         subprocess.run(["sync"], check=True)  # start with the disk idle
 
@@ -887,8 +890,6 @@ def main() -> None:
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp_name)
-        # What a round holds at once: each server's two big blobs, and the big file.
-        touch_memory(tmp, (2 * len(kinds) + 2) * size)
         big = tmp / "blob.bin"
         with big.open("wb") as f:
             for part in body(size):
@@ -899,6 +900,9 @@ def main() -> None:
             size, args.duration, tmp, big, blob_digest(size), blob_digest(size, BLOCK2), small
         )
         storage = stack.enter_context(s3_storage.chosen(args, FilesystemStorage(tmp)))
+        # What a round holds at once: what the storage holds for each server's two big
+        # blobs, the big file, a blob's worth of slack.
+        touch_memory(tmp, storage.holds(2 * len(kinds) * size) + 2 * size)
         try:
             for round_ in range(args.rounds):
                 # Alternate who goes first: the second inherits a warmer machine.

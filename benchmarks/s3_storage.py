@@ -43,12 +43,24 @@ class Storage(Protocol):
 
     def clear(self, server: str) -> None: ...
 
+    def holds(self, data: int) -> int:
+        """The memory the storage may come to hold for ``data`` bytes of live data (the
+        harness fills and frees it before the rounds)."""
+
     def settle(self) -> None:
         """Finish what the storage does in the background for earlier scenarios (writes
         to disk, deletions), before the next one is measured."""
 
     def keep_logs(self, into: Path) -> None:
         """Copy the storage's own logs into ``into`` (a failed run's)."""
+
+
+# The run's OSD block file. On tmpfs it keeps in memory every extent BlueStore wrote,
+# and BlueStore spreads writes over the whole file: with the fixture's 20 GiB, four
+# rounds of the scenarios filled it and the kernel killed the OSD for memory (24 GiB
+# machine). A round's live data is under 6 GiB; with 12 GiB BlueStore reuses what the
+# deletions freed.
+BLOCK_SIZE = 12 << 30
 
 
 class S3Storage:
@@ -107,6 +119,9 @@ class S3Storage:
             if keys:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
+    def holds(self, data: int) -> int:
+        return BLOCK_SIZE
+
     def settle(self) -> None:
         """The data of deleted objects (the uploads a push replaced, a cleared run) is
         removed now rather than by RGW's collector in its next period, in the middle of
@@ -143,7 +158,7 @@ def chosen(args: argparse.Namespace, filesystem: Storage) -> Iterator[Storage]:
     # transport is not the SDK's); the RGW of the run speaks plain HTTP anyway.
     bundle = os.environ.pop("AWS_CA_BUNDLE", None)
     try:
-        with running_rgw() as rgw:
+        with running_rgw(BLOCK_SIZE) as rgw:
             yield S3Storage(rgw)
     finally:
         if bundle is not None:

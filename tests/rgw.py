@@ -87,12 +87,18 @@ def _supports_direct_io(directory: Path) -> bool:
     return True
 
 
-def _ceph_conf(d: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+# The OSD's block file is sparse; on tmpfs it holds in memory every extent BlueStore has
+# written, which grows towards this size as data comes and goes (not only to the live
+# data): a long run needs a smaller one (benchmarks/s3_storage.py).
+BLOCK_SIZE = 20 << 30
+
+
+def _ceph_conf(d: Path, fsid: str, mon_port: int, rgw_port: int, block_size: int) -> str:
     if _supports_direct_io(d):
-        store = """\
+        store = f"""\
 osd objectstore = bluestore
 bluestore block create = true
-bluestore block size = 21474836480
+bluestore block size = {block_size}
 bluestore cache autotune = false
 bluestore cache size = 134217728"""
     else:
@@ -249,6 +255,7 @@ class RgwCluster:
     """The daemons of one throwaway cluster; ``stop`` ends exactly these PIDs."""
 
     root: Path
+    block_size: int = BLOCK_SIZE
     mon_port: int = field(default_factory=_free_port)
     rgw_port: int = field(default_factory=_free_port)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -265,7 +272,8 @@ class RgwCluster:
         fsid = str(uuid.uuid4())
         for sub in ("run", "log", "mon/mon.a", "osd/0", "rgw"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(_ceph_conf(self.root, fsid, self.mon_port, self.rgw_port))
+        conf = _ceph_conf(self.root, fsid, self.mon_port, self.rgw_port, self.block_size)
+        self.conf.write_text(conf)
 
         monmap = self.root / "monmap"
         self._run(
@@ -392,10 +400,10 @@ def missing_binaries() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_rgw() -> Iterator[RgwServer]:
+def running_rgw(block_size: int = BLOCK_SIZE) -> Iterator[RgwServer]:
     """Start a cluster in a fresh temp dir; stop its daemons and remove the dir after."""
     root = Path(tempfile.mkdtemp(prefix="rgw-"))
-    cluster = RgwCluster(root)
+    cluster = RgwCluster(root, block_size)
     try:
         try:
             server = cluster.start()
